@@ -1,0 +1,31 @@
+"""specvlm-hf: verifier-guided video-token pruning for speculative decoding of video LLMs in transformers.
+
+    import specvlm_hf
+    out = target.generate(**inputs, assistant_model=draft, video_pruning=specvlm_hf.PruneConfig(keep_ratio=0.1))
+
+Importing the package registers the ``video_pruning`` generate kwarg (calls without it are untouched). The draft
+sees only the video tokens chosen by the target's own attention (Stage I) plus an even spatial spread
+(Stage II); the target verifies every token, so greedy output equals ``target.generate`` alone.
+"""
+
+from .config import PruneConfig
+from .families import FAMILIES
+from .integration import check_transformers_version, is_registered, register, unregister
+from .pruning import select_video_tokens
+from .stats import SpecStats, last_stats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FAMILIES",
+    "PruneConfig",
+    "SpecStats",
+    "check_transformers_version",
+    "is_registered",
+    "last_stats",
+    "register",
+    "select_video_tokens",
+    "unregister",
+]
+
+register()

@@ -1,0 +1,349 @@
+"""The candidate generator: pruned draft prompt, draft loop, cache rollback, stats.
+
+It plugs into the stock ``_assisted_decoding`` loop of transformers (which verifies the candidates):
+
+1. First iteration: arm the verifier attention capture and return no candidates, so the target prefills the
+   full prompt *alone* and emits the first token (its prefill never carries draft tokens).
+2. Second call: read the captured scores, select the kept video tokens (Stage I + II), and prefill the draft on
+   the pruned prompt with its **own** vision features (from the snapshot of the raw inputs) at the kept rows.
+3. Every call: roll the draft's own cache back to the accepted prefix, feed the tokens it has not seen, and draft
+   gamma tokens one forward each, applying the target's logits processors to every drafted position.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.generation.candidate_generator import CandidateGenerator
+from transformers.generation.logits_process import LogitsProcessorList
+from transformers.generation.utils import _slice_mm_encoder_output
+
+from .capture import VerifierAttentionCapture
+from .config import PruneConfig
+from .families import FamilySpec
+from .pruning import select_video_tokens
+from .stats import SpecStats
+
+
+class DraftPositions:
+    """Position ids of the draft's pruned sequence, derived from the target's prompt position ids.
+
+    `prompt_positions` is what generate prepared for the target: ``(1, L)`` for 1-D families or ``(4, 1, L)``
+    for M-RoPE families (row 0 = the text row transformers uses for masks). ``"original"`` keeps each kept
+    token's position (the text row made contiguous); ``"compact"`` re-indexes every row contiguously. Generated
+    tokens continue from the last prompt position + 1, as the target's own positions do.
+    """
+
+    def __init__(self, prompt_positions: torch.Tensor | None, keep_mask: torch.Tensor, mode: str) -> None:
+        length = keep_mask.numel()
+        if prompt_positions is None:
+            prompt_positions = torch.arange(length, device=keep_mask.device)[None]
+        self.ndim = prompt_positions.ndim
+        self.rows = prompt_positions if prompt_positions.ndim == 3 else prompt_positions[None]  # (R, 1, L)
+        self.has_text_row = self.rows.shape[0] == 4
+        self.keep_mask = keep_mask
+        self.mode = mode
+        self.prompt_length = length
+        self.removed = int((~keep_mask).sum())
+
+    def _shape(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows if self.ndim == 3 else rows[0]
+
+    def prompt(self) -> torch.Tensor:
+        kept = self.rows[..., self.keep_mask]
+        draft_length = kept.shape[-1]
+        contiguous = torch.arange(draft_length, device=kept.device, dtype=kept.dtype).expand_as(kept[:1])
+        if self.mode == "compact":
+            kept = contiguous.expand_as(kept).clone()
+        elif self.has_text_row:
+            kept = kept.clone()
+            kept[0] = contiguous[0]
+        return self._shape(kept)
+
+    def generated(self, start: int, count: int) -> torch.Tensor:
+        """Positions of target-sequence indices ``start .. start+count-1`` (all >= the prompt length)."""
+        offsets = torch.arange(count, device=self.rows.device, dtype=self.rows.dtype)
+        draft_index = offsets + (start - self.removed)
+        if self.mode == "compact":
+            rows = draft_index.expand(self.rows.shape[0], 1, count).clone()
+        else:
+            rows = self.rows[..., -1:] + (start - self.prompt_length + 1) + offsets
+            if self.has_text_row:
+                rows[0] = draft_index
+        return self._shape(rows)
+
+
+class PrunedVideoCandidateGenerator(CandidateGenerator):
+    """Drafts with `draft` on a verifier-pruned view of the video; the stock loop verifies with the target."""
+
+    requires_model_outputs = True
+
+    def __init__(
+        self,
+        *,
+        target: torch.nn.Module,
+        draft: torch.nn.Module,
+        family: FamilySpec,
+        prune_config: PruneConfig,
+        raw_inputs: Mapping[str, Any],
+        video_sizes: list[int] | None,
+        input_ids: torch.LongTensor,
+        generation_config: Any,
+        logits_processor: LogitsProcessorList | None,
+        model_kwargs: dict[str, Any],
+        stats: SpecStats,
+    ) -> None:
+        self.model_kwargs_overrides: dict[str, Any] = {}
+        self.target = target
+        self.draft = draft
+        self.family = family
+        self.prune_config = prune_config
+        self.raw_inputs = raw_inputs
+        self.video_sizes = video_sizes
+        self.stats = stats
+        self.logits_processor = logits_processor if logits_processor is not None else LogitsProcessorList()
+        self.do_sample = bool(generation_config.do_sample)
+        self.max_length = int(generation_config.max_length)
+
+        prompt = input_ids[0]
+        self._prompt_ids = prompt
+        self.prompt_length = prompt.numel()
+        self.video_positions = (prompt == family.video_token_id(target.config)).nonzero().squeeze(1)
+        self.prompt_positions = model_kwargs.get("position_ids")
+        # Self-speculation: the target already encoded the raw inputs; reuse its features instead of re-running them.
+        self.reusable_features = model_kwargs.get("mm_encoder_outputs") if draft is target else None
+        self.target_vocab = target.config.get_text_config().vocab_size
+        self.draft_vocab = draft.config.get_text_config().vocab_size
+        self.draft_device = draft.device
+        stats.video_tokens = self.video_positions.numel()
+
+        self.capture: VerifierAttentionCapture | None = None
+        self.positions: DraftPositions | None = None
+        self.cache: DynamicCache | None = None
+        self.fed: list[int] = []  # generated tokens (target ids) already in the draft cache, in order
+        self.kept_rows: torch.Tensor | None = None
+        self._awaiting_prefill = True
+        self._last_candidates = 0
+        self._mark = 0.0
+        self._own_seconds = 0.0
+        self._random = torch.Generator().manual_seed(prune_config.seed)
+
+    # -- the CandidateGenerator interface ------------------------------------------------------------------------
+
+    def get_candidates(
+        self,
+        input_ids: torch.LongTensor,
+        model_kwargs: dict[str, Any] | None = None,
+        model_outputs: Any = None,
+        is_first_iteration: bool = False,
+        n_last_matches: int = 0,
+        **kwargs: Any,
+    ) -> tuple[torch.LongTensor, torch.FloatTensor | None]:
+        start = time.perf_counter()
+        try:
+            if is_first_iteration:
+                self._arm_capture()
+                self._last_candidates = 0
+                return input_ids, None
+            if self.cache is None:
+                self._prefill_draft(input_ids)
+            candidates, logits = self._draft(input_ids)
+            self._last_candidates = candidates.shape[1] - input_ids.shape[1]
+            return candidates, logits
+        finally:
+            self._mark = time.perf_counter()
+            self._own_seconds += self._mark - start
+
+    def update_candidate_strategy(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, num_matches: int):
+        now = time.perf_counter()
+        if self._awaiting_prefill:
+            self.stats.target_prefill_s += now - self._mark
+            self._awaiting_prefill = False
+            self.disarm()  # restore the target's attention implementation right after its prefill
+        else:
+            self.stats.verify_s += now - self._mark
+            self.stats.record_round(self._last_candidates, int(num_matches))
+        self.stats.new_tokens = input_ids.shape[1] - self.prompt_length
+        self._own_seconds += time.perf_counter() - now
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    def disarm(self) -> None:
+        if self.capture is not None:
+            self.capture.disarm()
+            self.stats.capture_s = self.capture.seconds
+
+    def close(self) -> None:
+        """Restore everything we touched and release the draft cache (idempotent; called from a ``finally``)."""
+        self.disarm()
+        self.cache = None
+        self.stats.overhead_s = max(0.0, self._own_seconds - self.stats.draft_prefill_s - self.stats.draft_s)
+
+    # -- stage 1: capture during the target's prefill --------------------------------------------------------------
+
+    def _arm_capture(self) -> None:
+        if not self.prune_config.needs_verifier_attention or self.video_positions.numel() == 0:
+            return
+        num_layers = self.target.config.get_text_config().num_hidden_layers
+        self.capture = VerifierAttentionCapture(
+            self.target,
+            query_positions=self._query_positions(),
+            video_positions=self.video_positions,
+            layers=self.prune_config.layer_indices(num_layers),
+            prompt_length=self.prompt_length,
+        )
+        self.capture.arm()
+
+    def _query_positions(self) -> torch.Tensor:
+        """Prompt positions after the last video placeholder that are not themselves image/video placeholders."""
+        prompt = self._prompt_ids
+        placeholder = prompt == self.family.video_token_id(self.target.config)
+        image_id = self.family.image_token_id(self.target.config)
+        if image_id is not None:
+            placeholder |= prompt == image_id
+        after_video = torch.arange(prompt.numel(), device=prompt.device) > self.video_positions[-1]
+        queries = (after_video & ~placeholder).nonzero().squeeze(1)
+        # A prompt ending on the video has no query tokens: fall back to its last position.
+        return queries if queries.numel() else torch.tensor([prompt.numel() - 1], device=prompt.device)
+
+    # -- stage 2: selection and the draft's prefill on the pruned prompt -------------------------------------------
+
+    def _select(self) -> torch.Tensor:
+        num_video = self.video_positions.numel()
+        if num_video == 0:
+            return self.video_positions.new_empty(0)
+        cfg = self.prune_config
+        scores = self.capture.scores() if self.capture is not None else None
+        return select_video_tokens(
+            scores,
+            cfg.keep_ratio,
+            cfg.stage1_mass,
+            scorer=cfg.scorer,
+            generator=self._random,
+            stage1_max_share=cfg.stage1_max_share,
+            num_tokens=num_video,
+            video_sizes=self.video_sizes,
+        ).to(self.video_positions.device)
+
+    def _prefill_draft(self, input_ids: torch.LongTensor) -> None:
+        self.kept_rows = self._select()
+        keep_mask = torch.ones(self.prompt_length, dtype=torch.bool, device=input_ids.device)
+        keep_mask[self.video_positions] = False
+        keep_mask[self.video_positions[self.kept_rows]] = True
+        self.stats.kept_video_tokens = self.kept_rows.numel()
+        self.positions = DraftPositions(self.prompt_positions, keep_mask, self.prune_config.positions)
+
+        start = time.perf_counter()
+        features = self._draft_features()
+        self.cache = DynamicCache(config=self.draft.config.get_text_config())
+        # Sliding-window layers keep their past so that rollbacks stay possible (DESIGN.md §3).
+        self.cache.activate_past_recording()
+        pruned_prompt = input_ids[:, : self.prompt_length][:, keep_mask]
+        self._draft_forward(pruned_prompt, self.positions.prompt(), features)
+        self.stats.draft_prefill_s += time.perf_counter() - start
+
+    def _draft_features(self) -> dict[str, Any]:
+        """The draft's own vision features: all image rows, the kept video rows."""
+        features: dict[str, Any] = {}
+        for modality, keys in (("image", self.family.image_inputs), ("video", self.family.video_inputs)):
+            if self.reusable_features is not None and self.reusable_features.get(modality) is not None:
+                output = self.reusable_features[modality]
+            elif self.raw_inputs.get(keys[0]) is not None:
+                encoder = getattr(self.draft, f"get_{modality}_features")
+                accepted = inspect.signature(encoder).parameters
+                encoder_kwargs = {
+                    key: _to_device(self.raw_inputs[key], self.draft_device)
+                    for key in keys
+                    if key in accepted and self.raw_inputs.get(key) is not None
+                }
+                output = encoder(**encoder_kwargs, return_dict=True)
+            else:
+                continue
+            if modality == "video":
+                output = _slice_mm_encoder_output(output, self.kept_rows.to(self.draft_device))
+            features[modality] = output
+        return features
+
+    # -- stage 3: the draft loop ---------------------------------------------------------------------------------
+
+    def _draft(self, input_ids: torch.LongTensor) -> tuple[torch.LongTensor, torch.FloatTensor | None]:
+        cur_len = input_ids.shape[1]
+        budget = min(self.prune_config.num_draft_tokens, self.max_length - cur_len - 1)
+        if budget <= 0:
+            return input_ids, None
+        generated = input_ids[0, self.prompt_length :].tolist()
+        self._rollback(generated)
+        pending = input_ids[:, self.prompt_length + len(self.fed) :]
+
+        sequence = input_ids
+        drafted_logits = []
+        for _ in range(budget):
+            logits = self._draft_forward(pending)
+            scores = self.logits_processor(sequence, self._to_target_vocab(logits))
+            if self.do_sample:
+                token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
+            else:
+                token = scores.argmax(dim=-1, keepdim=True)
+            drafted_logits.append(scores)
+            sequence = torch.cat([sequence, token.to(sequence.device)], dim=-1)
+            pending = token
+        # The candidate logits are exactly the processed distributions the tokens were drawn from (exact sampling).
+        return sequence, torch.stack(drafted_logits, dim=1)
+
+    def _rollback(self, generated: list[int]) -> None:
+        """Crop the draft cache to the longest prefix of what it has seen that the target accepted."""
+        common = 0
+        for seen, accepted in zip(self.fed, generated):
+            if seen != accepted:
+                break
+            common += 1
+        stale = len(self.fed) - common
+        if stale:
+            self.cache.crop(-stale)
+            del self.fed[common:]
+
+    def _draft_forward(self, ids: torch.LongTensor, positions: torch.Tensor | None = None, features=None):
+        """One draft forward on `ids` (target vocabulary) appended to its cache; returns the last logits."""
+        start = time.perf_counter()
+        if positions is None:
+            positions = self.positions.generated(self.prompt_length + len(self.fed), ids.shape[1])
+            self.fed.extend(ids[0].tolist())
+        inputs = {
+            "input_ids": self._to_draft_vocab(ids).to(self.draft_device),
+            "position_ids": positions.to(self.draft_device),
+            "past_key_values": self.cache,
+            "use_cache": True,
+            "logits_to_keep": 1,
+        }
+        if features:
+            inputs["mm_encoder_outputs"] = features
+        logits = self.draft(**inputs, return_dict=True).logits[:, -1, :]
+        if features is None:
+            self.stats.draft_s += time.perf_counter() - start
+        return logits
+
+    def _to_draft_vocab(self, ids: torch.LongTensor) -> torch.LongTensor:
+        # A target token the draft cannot embed (only possible in the target's padding rows) is shown as id 0;
+        # the target verifies every token, so this can only cost acceptance, never correctness.
+        if self.draft_vocab >= self.target_vocab:
+            return ids
+        return torch.where(ids < self.draft_vocab, ids, torch.zeros_like(ids))
+
+    def _to_target_vocab(self, logits: torch.Tensor) -> torch.Tensor:
+        """Pad (with -inf) or truncate the draft's logits to the target vocabulary, in float32."""
+        logits = logits.float()
+        if self.draft_vocab > self.target_vocab:
+            return logits[:, : self.target_vocab]
+        if self.draft_vocab < self.target_vocab:
+            pad = logits.new_full((logits.shape[0], self.target_vocab - self.draft_vocab), float("-inf"))
+            return torch.cat([logits, pad], dim=-1)
+        return logits
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    return value.to(device) if isinstance(value, torch.Tensor) else value

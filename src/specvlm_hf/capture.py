@@ -1,0 +1,172 @@
+"""Verifier attention capture: the target's attention from the query tokens to the video tokens.
+
+During the target's own prefill (one forward), every captured decoder layer also computes — as a side
+computation beside the untouched attention kernel — the softmax rows of the *query tokens* only, over all
+keys: O(n_query x L) per layer, never an L x L matrix, no eager attention, no ``output_attentions``. The rows
+are averaged over heads, then query rows, then layers, and the result is renormalised over the video tokens
+(attention sinks on text tokens must not shrink the video mass).
+
+Mechanism (DESIGN.md §3 "Capture"): a uniquely named attention function wrapping the model's own base
+implementation is registered in ``AttentionInterface`` *and* ``AttentionMaskInterface`` (else masks silently
+become None), the language model's config is switched to it for the prefill only, and both are restored and
+unregistered right after — also when the forward raises.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+
+# Base implementations we can wrap. Flash / flex / paged kernels take other mask formats and call paths that we
+# cannot test without a GPU, so they get a clear error instead (README "Limits").
+SUPPORTED_ATTENTION = ("sdpa", "eager")
+_NAME_COUNTER = itertools.count()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def language_model_config(model: torch.nn.Module):
+    """The config object the decoder's attention layers read ``_attn_implementation`` from."""
+    return model.get_decoder().config
+
+
+def check_capture_supported(model: torch.nn.Module) -> None:
+    """Raise ``ValueError`` before decoding if the target's attention cannot be captured."""
+    implementation = language_model_config(model)._attn_implementation
+    if implementation not in SUPPORTED_ATTENTION:
+        raise ValueError(
+            f"video_pruning with scorer 'verifier'/'topk' captures the target's attention, which supports the "
+            f"target's language model running attn_implementation in {SUPPORTED_ATTENTION}, but it runs "
+            f"{implementation!r}. Load the target with attn_implementation='sdpa' (or call "
+            f"target.set_attn_implementation('sdpa')), or use PruneConfig(scorer='uniform') which needs no capture."
+        )
+
+
+def video_attention_rows(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    query_rows: torch.Tensor,
+    video_columns: torch.Tensor,
+) -> torch.Tensor:
+    """Attention probabilities from `query_rows` to `video_columns`, averaged over heads and query rows.
+
+    `query` is ``(1, heads, q_len, d)``, `key` is ``(1, kv_heads, kv_len, d)`` (grouped-query attention is
+    handled without repeating the keys). Returns a float32 vector of length ``len(video_columns)``.
+    """
+    batch, heads, _, dim = query.shape
+    kv_heads, kv_len = key.shape[1], key.shape[2]
+    groups = heads // kv_heads
+    n_query = query_rows.numel()
+    # Heads are laid out kv-head-major (repeat_kv repeats each kv head `groups` times consecutively).
+    q = query[:, :, query_rows].float().reshape(batch, kv_heads, groups * n_query, dim)
+    logits = torch.matmul(q, key.float().transpose(-1, -2)).mul_(scaling).view(batch, heads, n_query, kv_len)
+    if attention_mask is None:
+        # sdpa_mask may return None (causal skip): apply causality ourselves.
+        allowed = torch.arange(kv_len, device=logits.device)[None, :] <= query_rows.to(logits.device)[:, None]
+        logits.masked_fill_(~allowed, float("-inf"))
+    else:
+        rows_mask = attention_mask[:, :, query_rows.to(attention_mask.device), :kv_len].to(logits.device)
+        if rows_mask.dtype == torch.bool:
+            logits.masked_fill_(~rows_mask, float("-inf"))
+        else:
+            logits.add_(rows_mask.float())
+    probs = torch.softmax(logits, dim=-1)
+    return probs[..., video_columns.to(probs.device)].mean(dim=(1, 2))[0]
+
+
+class VerifierAttentionCapture:
+    """Records the target's query-to-video attention during its next language-model forward.
+
+    Use ``arm()`` right before the target's prefill and ``disarm()`` right after (idempotent; the caller's
+    ``finally`` calls it too). ``scores()`` returns the renormalised per-video-token scores.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        query_positions: torch.Tensor,
+        video_positions: torch.Tensor,
+        layers: Sequence[int],
+        prompt_length: int,
+    ) -> None:
+        self.config = language_model_config(model)
+        self.base_implementation = self.config._attn_implementation
+        self.query_positions = query_positions
+        self.video_positions = video_positions
+        self.layers = frozenset(layers)
+        self.prompt_length = prompt_length
+        self.seconds = 0.0
+        self._sum: torch.Tensor | None = None
+        self._captured_layers: set[int] = set()
+        self._name: str | None = None
+        self._saved_implementation: str | None = None
+
+    def arm(self) -> None:
+        base = self.base_implementation
+        # The name keeps the base name as a prefix: transformers branches on "sdpa"/"flash" substrings.
+        name = f"{base}_specvlm_capture_{next(_NAME_COUNTER)}"
+        with _REGISTRY_LOCK:
+            AttentionInterface.register(name, self._make_attention_function(base))
+            AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS._global_mapping[base])
+        self._name = name
+        self._saved_implementation = self.config._attn_implementation_internal
+        # Only the language model's config: the vision tower keeps its own implementation.
+        self.config._attn_implementation_internal = name
+
+    def disarm(self) -> None:
+        if self._name is None:
+            return
+        self.config._attn_implementation_internal = self._saved_implementation
+        with _REGISTRY_LOCK:
+            AttentionInterface._global_mapping.pop(self._name, None)
+            AttentionMaskInterface._global_mapping.pop(self._name, None)
+        self._name = None
+
+    def _make_attention_function(self, base: str) -> Callable:
+        capture = self
+
+        def attention_with_capture(module, query, key, value, attention_mask, scaling=None, **kwargs):
+            base_function = _base_attention_function(base, module)
+            output = base_function(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+            layer = getattr(module, "layer_idx", None)
+            # Only the prefill forward (queries = the whole prompt) of the selected layers is captured.
+            if layer in capture.layers and query.shape[2] == capture.prompt_length:
+                start = time.perf_counter()
+                if scaling is None:
+                    scaling = query.shape[-1] ** -0.5
+                rows = video_attention_rows(
+                    query, key, attention_mask, scaling, capture.query_positions, capture.video_positions
+                )
+                capture._sum = rows if capture._sum is None else capture._sum + rows.to(capture._sum.device)
+                capture._captured_layers.add(layer)
+                capture.seconds += time.perf_counter() - start
+            return output
+
+        return attention_with_capture
+
+    def scores(self) -> torch.Tensor:
+        """Per-video-token scores (mean over captured layers), renormalised to sum to 1 over the video tokens."""
+        if self._sum is None or self._captured_layers != set(self.layers):
+            missing = sorted(set(self.layers) - self._captured_layers)
+            raise RuntimeError(
+                f"The verifier attention capture did not see layers {missing} during the target's prefill. "
+                "Was the prefill run with a different attention path (e.g. a compiled forward)?"
+            )
+        mean = self._sum / len(self._captured_layers)
+        total = mean.sum()
+        return mean / total if total > 0 else mean
+
+
+def _base_attention_function(base: str, module: torch.nn.Module) -> Callable:
+    if base == "eager":
+        # Each modeling file defines its own eager attention: use the one of the module's own file.
+        return sys.modules[type(module).__module__].eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS[base]

@@ -1,0 +1,144 @@
+"""Per-architecture facts, in ONE table keyed by ``config.model_type``.
+
+Every difference between model families lives here; the rest of the package reads these entries and never
+branches on a family name. Adding a family is adding one `FamilySpec` to `FAMILIES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+PositionScheme = Literal["mrope", "1d"]
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What specvlm-hf needs to know about one VLM architecture.
+
+    Attributes:
+        model_type: ``config.model_type`` of the top-level model.
+        video_token_attr / image_token_attr: config attributes holding the placeholder token ids.
+        video_inputs / image_inputs: raw ``generate`` kwargs that feed the vision tower (snapshotted before
+            ``generate`` pops them, so the draft can run its own tower).
+        positions: ``"mrope"`` — generate builds 4-row position ids (a text row used for masks + 3 M-RoPE rows);
+            ``"1d"`` — ordinary 1-D position ids.
+        compatibility: dotted config attributes that must be equal between target and draft for the draft to
+            accept the same raw video with the same placeholder count, layout and position scheme.
+        video_token_counts: placeholders each video of the prompt expands to, from the config and the raw
+            inputs (the pruning budget is global but keeps at least one token per video).
+    """
+
+    model_type: str
+    video_token_attr: str
+    image_token_attr: str | None
+    video_inputs: tuple[str, ...]
+    image_inputs: tuple[str, ...]
+    positions: PositionScheme
+    compatibility: tuple[str, ...]
+    video_token_counts: Callable[[Any, Mapping[str, Any]], list[int]]
+
+    def video_token_id(self, config: Any) -> int:
+        return int(getattr(config, self.video_token_attr))
+
+    def image_token_id(self, config: Any) -> int | None:
+        if self.image_token_attr is None:
+            return None
+        value = getattr(config, self.image_token_attr, None)
+        return None if value is None else int(value)
+
+    @property
+    def raw_inputs(self) -> tuple[str, ...]:
+        return self.video_inputs + self.image_inputs
+
+
+def _grid_token_counts(config: Any, raw_inputs: Mapping[str, Any]) -> list[int]:
+    """Qwen-VL: each video is a (t, h, w) patch grid merged spatially by ``spatial_merge_size``²."""
+    grid = raw_inputs.get("video_grid_thw")
+    if grid is None:
+        return []
+    merge = config.vision_config.spatial_merge_size
+    return [int(n) for n in (grid.prod(dim=-1) // merge**2).tolist()]
+
+
+_QWEN_VISION_GEOMETRY = (
+    "vision_config.patch_size",
+    "vision_config.spatial_merge_size",
+    "vision_config.temporal_patch_size",
+    "vision_config.in_channels",
+)
+
+FAMILIES: dict[str, FamilySpec] = {
+    spec.model_type: spec
+    for spec in (
+        FamilySpec(
+            model_type="qwen2_5_vl",
+            video_token_attr="video_token_id",
+            image_token_attr="image_token_id",
+            video_inputs=("pixel_values_videos", "video_grid_thw", "second_per_grid_ts"),
+            image_inputs=("pixel_values", "image_grid_thw"),
+            positions="mrope",
+            compatibility=(
+                "video_token_id",
+                "image_token_id",
+                "vision_start_token_id",
+                "vision_end_token_id",
+                *_QWEN_VISION_GEOMETRY,
+                "vision_config.tokens_per_second",  # M-RoPE temporal spacing of the video positions
+            ),
+            video_token_counts=_grid_token_counts,
+        ),
+    )
+}
+
+
+def family_of(model: torch.nn.Module, *, argument: str = "video_pruning") -> FamilySpec:
+    """The `FamilySpec` of `model`, or a ``ValueError`` naming the supported model types."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    spec = FAMILIES.get(model_type)
+    if spec is None:
+        raise ValueError(
+            f"`{argument}` supports video LLMs of model_type {sorted(FAMILIES)}, but the model is "
+            f"{type(model).__name__} (model_type={model_type!r}). Call generate without `{argument}` for this model."
+        )
+    return spec
+
+
+def _get_dotted(config: Any, dotted: str) -> Any:
+    value = config
+    for part in dotted.split("."):
+        value = getattr(value, part, None)
+    if isinstance(value, list):
+        value = tuple(value)
+    return value
+
+
+def check_draft_compatible(target: torch.nn.Module, draft: torch.nn.Module) -> FamilySpec:
+    """Raise ``ValueError`` unless `draft` can draft for `target` on a pruned video (DESIGN.md §3).
+
+    Vocabulary sizes may differ (padding only, e.g. Qwen2.5-VL 7B vs 3B): draft logits are padded or truncated
+    to the target vocabulary.
+    """
+    spec = family_of(target)
+    draft_type = getattr(draft.config, "model_type", None)
+    if draft_type != spec.model_type:
+        raise ValueError(
+            f"`assistant_model` must be of the same family as the target for video_pruning: the target is "
+            f"{spec.model_type!r} but the draft is {draft_type!r} ({type(draft).__name__}). Use a smaller "
+            f"checkpoint of the target's family (e.g. Qwen2.5-VL-3B for Qwen2.5-VL-7B)."
+        )
+    mismatches = []
+    for attr in spec.compatibility:
+        t_value, d_value = _get_dotted(target.config, attr), _get_dotted(draft.config, attr)
+        if t_value != d_value:
+            mismatches.append(f"{attr}: target={t_value!r}, draft={d_value!r}")
+    if mismatches:
+        raise ValueError(
+            "`assistant_model` is incompatible with the target for video_pruning: it must read the same raw video "
+            "into the same placeholders and positions, but " + "; ".join(mismatches) + ". Use a draft from the "
+            "same model family and release as the target."
+        )
+    return spec

@@ -1,0 +1,278 @@
+"""The ``generate`` wrapper, and how ``generate`` reaches our candidate generator.
+
+Importing specvlm_hf calls `register()`, which patches three methods of ``GenerationMixin``:
+
+* ``generate`` — pops ``video_pruning``; without it the call goes straight to the stock method (a strict
+  no-op). With it, the call is validated *before any decoding* (clear errors naming the argument and the fix),
+  the raw multimodal inputs are snapshotted (stock generate pops them and shows the draft nothing), and the
+  stock method runs inside a ``try/finally`` that restores every piece of state we touched.
+* ``_get_candidate_generator`` — returns our `PrunedVideoCandidateGenerator` for the active call's target.
+* ``_validate_generation_mode`` — skips the stock tokenizer check for the active call (our compatibility check
+  replaces it: stock rejects pairs whose vocabularies differ only by padding, e.g. Qwen2.5-VL 7B vs 3B).
+
+The active call lives in a ``ContextVar``: concurrent calls in other threads never see it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import transformers
+from packaging.version import Version
+from transformers import GenerationConfig, StaticCache
+from transformers.generation.utils import GenerationMixin
+
+from .candidate import PrunedVideoCandidateGenerator
+from .capture import check_capture_supported
+from .config import PruneConfig
+from .families import FamilySpec, check_draft_compatible, family_of
+from .stats import SpecStats, record_last_stats
+
+TESTED_TRANSFORMERS = (Version("5.23"), Version("5.24"))  # [low, high)
+
+_STOCK: dict[str, Any] = {}
+_ACTIVE: ContextVar[_Call | None] = ContextVar("specvlm_active_call", default=None)
+
+
+@dataclass
+class _Call:
+    """One validated ``generate(..., video_pruning=...)`` call."""
+
+    target: torch.nn.Module
+    draft: torch.nn.Module
+    family: FamilySpec
+    prune_config: PruneConfig
+    raw_inputs: dict[str, Any]
+    video_sizes: list[int]
+    stats: SpecStats = field(default_factory=SpecStats)
+    generator: PrunedVideoCandidateGenerator | None = None
+
+    def close(self) -> None:
+        if self.generator is not None:
+            self.generator.close()
+
+
+# -- registration ----------------------------------------------------------------------------------------------------
+
+
+def register() -> None:
+    """Make ``video_pruning=`` an accepted ``generate`` kwarg on every transformers model (idempotent)."""
+    if _STOCK:
+        return
+    for name, replacement in (
+        ("generate", _generate),
+        ("_get_candidate_generator", _get_candidate_generator),
+        ("_validate_generation_mode", _validate_generation_mode),
+    ):
+        stock = GenerationMixin.__dict__[name]
+        _STOCK[name] = stock
+        setattr(GenerationMixin, name, functools.wraps(stock)(replacement))
+
+
+def unregister() -> None:
+    """Restore the stock ``GenerationMixin`` methods exactly (``video_pruning`` is rejected again)."""
+    for name, stock in _STOCK.items():
+        setattr(GenerationMixin, name, stock)
+    _STOCK.clear()
+
+
+def is_registered() -> bool:
+    return bool(_STOCK)
+
+
+# -- the patched methods ---------------------------------------------------------------------------------------------
+
+
+def _generate(self, *args, **kwargs):
+    value = kwargs.pop("video_pruning", None)
+    if value is None:
+        return _STOCK["generate"](self, *args, **kwargs)
+    prune_config = PruneConfig.coerce(value)
+    call = _prepare_call(self, prune_config, args, kwargs)
+    token = _ACTIVE.set(call)
+    try:
+        result = _STOCK["generate"](self, *args, **kwargs)
+    finally:
+        _ACTIVE.reset(token)
+        call.close()
+    record_last_stats(self, call.stats)
+    return result
+
+
+def _get_candidate_generator(self, generation_config, input_ids, inputs_tensor, logits_processor, model_kwargs,
+                             assistant_model=None, target_tokenizer=None, assistant_tokenizer=None):
+    call = _ACTIVE.get()
+    if call is None or call.target is not self or call.generator is not None:
+        return _STOCK["_get_candidate_generator"](
+            self, generation_config=generation_config, input_ids=input_ids, inputs_tensor=inputs_tensor,
+            logits_processor=logits_processor, model_kwargs=model_kwargs, assistant_model=assistant_model,
+            target_tokenizer=target_tokenizer, assistant_tokenizer=assistant_tokenizer,
+        )
+    call.generator = PrunedVideoCandidateGenerator(
+        target=self,
+        draft=call.draft,
+        family=call.family,
+        prune_config=call.prune_config,
+        raw_inputs=call.raw_inputs,
+        video_sizes=call.video_sizes,
+        input_ids=input_ids,
+        generation_config=generation_config,
+        logits_processor=logits_processor,
+        model_kwargs=model_kwargs,
+        stats=call.stats,
+    )
+    return call.generator
+
+
+def _validate_generation_mode(self, generation_mode, generation_config, generation_mode_kwargs):
+    call = _ACTIVE.get()
+    if call is not None and call.target is self:
+        # Our compatibility check (families.check_draft_compatible) replaces the stock assistant checks.
+        generation_mode_kwargs = {k: v for k, v in generation_mode_kwargs.items() if k != "assistant_model"}
+    return _STOCK["_validate_generation_mode"](self, generation_mode, generation_config, generation_mode_kwargs)
+
+
+# -- validation, all before any decoding -----------------------------------------------------------------------------
+
+_GENERATE_PARAMETERS = list(inspect.signature(GenerationMixin.generate).parameters)[1:]  # without `self`
+
+
+def check_transformers_version(version: str | None = None) -> None:
+    """Raise ``RuntimeError`` outside the tested transformers range (we rely on private generation internals)."""
+    installed = Version(version or transformers.__version__)
+    low, high = TESTED_TRANSFORMERS
+    if not low <= Version(installed.base_version) < high:
+        raise RuntimeError(
+            f"specvlm-hf relies on private generation internals tested with transformers>={low},<{high}, but "
+            f"transformers {installed} is installed. Install a tested version: pip install 'transformers>={low},<{high}'."
+        )
+
+
+def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) -> _Call:
+    check_transformers_version()
+    named = dict(zip(_GENERATE_PARAMETERS, args))
+    named.update(kwargs)
+
+    draft = named.get("assistant_model")
+    if draft is None:
+        raise ValueError(
+            "`video_pruning` prunes the video for the draft model, so it needs `assistant_model=`: pass a smaller "
+            "model of the target's family (or the target itself for self-speculation)."
+        )
+    if not isinstance(draft, torch.nn.Module) or not hasattr(draft, "config"):
+        raise TypeError(f"`assistant_model` must be a transformers model, got {type(draft).__name__}.")
+    family = check_draft_compatible(target, draft)
+
+    _reject_unsupported_options(target, prune_config, named)
+
+    input_ids = named.get("input_ids", named.get("inputs"))
+    if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.dtype not in (torch.long, torch.int):
+        raise ValueError(
+            "`video_pruning` needs `input_ids` (the processor's output, with the video placeholders) to know which "
+            "tokens are video tokens; `inputs_embeds`-only calls are not supported."
+        )
+    if input_ids.shape[0] != 1:
+        raise ValueError(
+            f"`video_pruning` supports batch size 1 (as does assisted generation), got input_ids with batch size "
+            f"{input_ids.shape[0]}. Call generate once per prompt."
+        )
+
+    raw_inputs = {key: named[key] for key in family.raw_inputs if named.get(key) is not None}
+    video_sizes = _check_video_placeholders(target, family, input_ids, raw_inputs)
+    if prune_config.needs_verifier_attention and video_sizes:
+        check_capture_supported(target)
+        prune_config.layer_indices(target.config.get_text_config().num_hidden_layers)
+    return _Call(target, draft, family, prune_config, raw_inputs, video_sizes)
+
+
+def _effective_option(target, named: dict, name: str) -> Any:
+    if name in named:
+        return named[name]
+    generation_config = named.get("generation_config")
+    if isinstance(generation_config, GenerationConfig):
+        return getattr(generation_config, name, None)
+    return getattr(target.generation_config, name, None)
+
+
+def _explicit_option(named: dict, name: str) -> Any:
+    """An option the caller set in this call (kwarg, or a non-default value in a passed GenerationConfig)."""
+    if name in named:
+        return named[name]
+    generation_config = named.get("generation_config")
+    if isinstance(generation_config, GenerationConfig):
+        value = getattr(generation_config, name, None)
+        if value != getattr(GenerationConfig(), name, None):
+            return value
+    return None
+
+
+def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) -> None:
+    for name, why in (
+        ("inputs_embeds", "the draft's pruned prompt is built from input_ids; pass input_ids from the processor"),
+        ("mm_encoder_outputs", "the draft must run its own vision tower on the raw video; pass pixel_values_videos"),
+        ("prefill_chunk_size", "the verifier's attention is captured during a single prefill forward"),
+        ("custom_generate", "video_pruning runs the stock assisted-decoding loop"),
+        ("assistant_tokenizer", "the draft must share the target's tokenizer (vocabularies may differ by padding)"),
+        ("prompt_lookup_num_tokens", "it selects a different candidate generator"),
+        ("assistant_early_exit", "it selects a different candidate generator"),
+    ):
+        if named.get(name) is not None:
+            raise ValueError(f"`{name}` cannot be combined with `video_pruning`: {why}. Remove `{name}`.")
+
+    if (num_beams := _effective_option(target, named, "num_beams")) not in (None, 1):
+        raise ValueError(f"`video_pruning` supports num_beams=1 (speculative decoding), got num_beams={num_beams}.")
+    cache = named.get("past_key_values")
+    if _effective_option(target, named, "cache_implementation") in ("static", "hybrid", "sliding_window", "offloaded_static") \
+            or isinstance(cache, StaticCache):
+        raise ValueError(
+            "`video_pruning` needs a dynamic cache (rejected drafts are rolled back): remove "
+            "`cache_implementation`/the StaticCache from the call."
+        )
+    if cache is not None and cache.get_seq_length() > 0:
+        raise ValueError(
+            "`past_key_values` already holds tokens: `video_pruning` captures the verifier's attention during a "
+            "full prefill, so pass an empty cache (or none)."
+        )
+
+    gamma = _explicit_option(named, "num_assistant_tokens")
+    if gamma is not None and gamma != prune_config.num_draft_tokens:
+        raise ValueError(
+            f"`num_assistant_tokens={gamma}` conflicts with PruneConfig.num_draft_tokens="
+            f"{prune_config.num_draft_tokens}: set the number of drafted tokens per round in PruneConfig only."
+        )
+    schedule = _explicit_option(named, "num_assistant_tokens_schedule")
+    if schedule not in (None, "constant"):
+        raise ValueError(
+            f"`num_assistant_tokens_schedule={schedule!r}` is not supported with `video_pruning`: the draft proposes "
+            "a constant PruneConfig.num_draft_tokens per round. Remove it or pass 'constant'."
+        )
+    if _explicit_option(named, "assistant_confidence_threshold") is not None:
+        raise ValueError(
+            "`assistant_confidence_threshold` is not supported with `video_pruning` (the draft always proposes "
+            "PruneConfig.num_draft_tokens tokens). Remove it."
+        )
+
+
+def _check_video_placeholders(target, family: FamilySpec, input_ids: torch.Tensor, raw_inputs: dict) -> list[int]:
+    """Placeholders per video; raise if the prompt's placeholders and the raw video inputs disagree."""
+    placeholders = int((input_ids == family.video_token_id(target.config)).sum())
+    has_video = raw_inputs.get(family.video_inputs[0]) is not None
+    if placeholders and not has_video:
+        raise ValueError(
+            f"input_ids hold {placeholders} video placeholders but `{family.video_inputs[0]}` is missing: pass "
+            "the processor's full output to generate (e.g. generate(**inputs, ...))."
+        )
+    if not placeholders:
+        return []
+    sizes = family.video_token_counts(target.config, raw_inputs)
+    if sum(sizes) != placeholders:
+        raise ValueError(
+            f"input_ids hold {placeholders} video placeholders but the video inputs describe {sum(sizes)} video "
+            f"tokens ({sizes} per video): the prompt and the video tensors come from different processor calls."
+        )
+    return sizes
