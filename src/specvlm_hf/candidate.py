@@ -23,7 +23,7 @@ from transformers.generation.candidate_generator import CandidateGenerator
 from transformers.generation.logits_process import LogitsProcessorList
 from transformers.generation.utils import _slice_mm_encoder_output
 
-from .capture import VerifierAttentionCapture
+from .capture import VerifierAttentionCapture, query_positions
 from .config import PruneConfig
 from .families import FamilySpec
 from .pruning import select_video_tokens
@@ -200,16 +200,8 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self.capture.arm()
 
     def _query_positions(self) -> torch.Tensor:
-        """Prompt positions after the last video placeholder that are not themselves image/video placeholders."""
-        prompt = self._prompt_ids
-        placeholder = prompt == self.family.video_token_id(self.target.config)
-        image_id = self.family.image_token_id(self.target.config)
-        if image_id is not None:
-            placeholder |= prompt == image_id
-        after_video = torch.arange(prompt.numel(), device=prompt.device) > self.video_positions[-1]
-        queries = (after_video & ~placeholder).nonzero().squeeze(1)
-        # A prompt ending on the video has no query tokens: fall back to its last position.
-        return queries if queries.numel() else torch.tensor([prompt.numel() - 1], device=prompt.device)
+        placeholders = [self.family.video_token_id(self.target.config), self.family.image_token_id(self.target.config)]
+        return query_positions(self._prompt_ids, [p for p in placeholders if p is not None])
 
     # -- stage 2: selection and the draft's prefill on the pruned prompt -------------------------------------------
 

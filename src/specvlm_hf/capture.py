@@ -48,6 +48,18 @@ def check_capture_supported(model: torch.nn.Module) -> None:
         )
 
 
+def query_positions(prompt_ids: torch.Tensor, placeholder_ids: Sequence[int]) -> torch.Tensor:
+    """The query tokens of a 1-D prompt: positions after the last video placeholder that are not themselves
+    image/video placeholders (``placeholder_ids[0]`` is the video placeholder id). A prompt ending on its video
+    has none, so its last position is used."""
+    is_placeholder = torch.isin(prompt_ids, torch.tensor(list(placeholder_ids), device=prompt_ids.device))
+    video_positions = (prompt_ids == placeholder_ids[0]).nonzero()
+    last_video = int(video_positions[-1]) if video_positions.numel() else -1
+    after_video = torch.arange(prompt_ids.numel(), device=prompt_ids.device) > last_video
+    queries = (after_video & ~is_placeholder).nonzero().squeeze(1)
+    return queries if queries.numel() else torch.tensor([prompt_ids.numel() - 1], device=prompt_ids.device)
+
+
 def video_attention_rows(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -170,3 +182,38 @@ def _base_attention_function(base: str, module: torch.nn.Module) -> Callable:
         # Each modeling file defines its own eager attention: use the one of the module's own file.
         return sys.modules[type(module).__module__].eager_attention_forward
     return ALL_ATTENTION_FUNCTIONS[base]
+
+
+@torch.no_grad()
+def video_attention_scores(
+    model: torch.nn.Module,
+    input_ids: torch.LongTensor,
+    video_token_id: int,
+    placeholder_ids: Sequence[int] = (),
+    layers: Sequence[int] | None = None,
+    **model_inputs,
+) -> torch.Tensor:
+    """Run one forward of `model` on a batch-1 prompt and return its renormalised query-to-video attention scores.
+
+    The same capture `generate(..., video_pruning=...)` performs during the target's prefill, exposed for analysis
+    and benchmarks (e.g. the share of attention mass on the top 10% of video tokens).
+    """
+    check_capture_supported(model)
+    prompt = input_ids[0]
+    video_positions = (prompt == video_token_id).nonzero().squeeze(1)
+    if video_positions.numel() == 0:
+        raise ValueError("input_ids contain no video placeholder: there is no video attention to capture.")
+    num_layers = model.config.get_text_config().num_hidden_layers
+    capture = VerifierAttentionCapture(
+        model,
+        query_positions=query_positions(prompt, [video_token_id, *placeholder_ids]),
+        video_positions=video_positions,
+        layers=list(range(num_layers)) if layers is None else layers,
+        prompt_length=prompt.numel(),
+    )
+    capture.arm()
+    try:
+        model(input_ids=input_ids, **model_inputs)
+    finally:
+        capture.disarm()
+    return capture.scores()

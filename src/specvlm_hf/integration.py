@@ -30,7 +30,7 @@ from transformers.generation.utils import GenerationMixin
 from .candidate import PrunedVideoCandidateGenerator
 from .capture import check_capture_supported
 from .config import PruneConfig
-from .families import FamilySpec, check_draft_compatible, family_of
+from .families import FamilySpec, check_draft_compatible
 from .stats import SpecStats, record_last_stats
 
 TESTED_TRANSFORMERS = (Version("5.23"), Version("5.24"))  # [low, high)
