@@ -1,0 +1,978 @@
+"""Tiny random-weight VLM pairs and real processors for tests and demos, built with no network access.
+
+DESIGN §4: no model hub is reachable, so tests build tiny models from configs with random weights, using the real
+checkpoints' special-token ids, vocab sizes (padded ones included), vision geometry and chat templates, and real
+``transformers`` processors around a tokenizer made locally with the ``tokenizers`` library.
+
+Public API::
+
+    target, draft = build_tiny_pair("qwen2_5_vl")            # 152064-vocab target, 151936-vocab draft
+    processor = build_processor("qwen2_5_vl")               # real Qwen2_5_VLProcessor
+    inputs = make_inputs(processor, video=make_video())     # BatchFeature ready for target.generate(**inputs)
+    out = target.generate(**inputs, max_new_tokens=20, do_sample=False)
+
+Per-family facts live in one table, :data:`FAMILIES`, keyed by ``config.model_type``; adding a family means adding
+one :class:`FamilySpec` entry (config factory, processor factory, token table, vocab sizes, template).
+
+Why the weights look the way they do (see :func:`build_tiny_model`):
+
+- every weight is drawn from a generator seeded by ``(seed, parameter name)``, so a model is a pure function of its
+  arguments and of the transformers version; the global torch RNG is neither read nor advanced;
+- linear weights have std ``1/sqrt(fan_in)`` (not the checkpoint-style 0.02) so activations stay O(1) and the
+  attention logits have O(1) spread: with std 0.02 and hidden 64 every attention row is uniform, which makes
+  verifier-guided scores degenerate;
+- the ``lm_head`` rows of the "emittable" ids are scaled so logits have a large spread (``logit_std``, default 100)
+  and every other row is exactly zero. Random tiny models otherwise produce near-ties that flip between kernels
+  (DESIGN §4); here the top-2 margin is typically tens of logits. Zero rows give logit 0 while the max over the
+  emittable rows is ~+250, so the non-emittable ids are never chosen, greedy or sampled.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .chat_templates import QWEN2_5_VL_CHAT_TEMPLATE, QWEN2_VL_CHAT_TEMPLATE
+
+__all__ = [
+    "FAMILIES",
+    "FamilySpec",
+    "TinyArch",
+    "build_processor",
+    "build_tiny_model",
+    "build_tiny_pair",
+    "build_tokenizer",
+    "emittable_token_ids",
+    "make_inputs",
+    "make_video",
+    "read_video_file",
+    "write_video_file",
+]
+
+Role = Literal["target", "draft"]
+#: Which ids the lm_head may emit: "words" = the local tokenizer's whole-word tokens (decoded output reads as
+#: words), "text" = every ordinary id of the local tokenizer, "shared" = every ordinary (non-special) id of the
+#: real vocabulary, "all" = no restriction (the target can emit special ids and padded-vocab ids ≥ the draft vocab).
+Emit = Literal["words", "text", "shared", "all"]
+
+# ----------------------------------------------------------------------------------------------------------------
+# Local tokenizer: byte-level BPE shaped like Qwen2's, with a small hand-made vocabulary at low ids and the real
+# special tokens at their real ids.
+# ----------------------------------------------------------------------------------------------------------------
+
+# Qwen2's pre-tokenisation regex (transformers.models.qwen2.tokenization_qwen2.PRETOKENIZE_REGEX; the same pattern is
+# in the checkpoints' tokenizer.json). Using it means prompts split into the same pieces as with the real tokenizer.
+_QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+
+# The 22 added tokens of the Qwen2 / Qwen2-VL / Qwen2.5-VL tokenizers: (id, content, special). Provenance: the
+# checkpoints' tokenizer_config.json "added_tokens_decoder" (ids 151643-151664 contiguous; 151657-151664 are
+# "special": false there). The model config.json ids (bos 151643, eos 151645, vision_start 151652, vision_end 151653,
+# vision 151654, image 151655, video 151656) agree with this table.
+QWEN2_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
+    (151643, "<|endoftext|>", True),
+    (151644, "<|im_start|>", True),
+    (151645, "<|im_end|>", True),
+    (151646, "<|object_ref_start|>", True),
+    (151647, "<|object_ref_end|>", True),
+    (151648, "<|box_start|>", True),
+    (151649, "<|box_end|>", True),
+    (151650, "<|quad_start|>", True),
+    (151651, "<|quad_end|>", True),
+    (151652, "<|vision_start|>", True),
+    (151653, "<|vision_end|>", True),
+    (151654, "<|vision_pad|>", True),
+    (151655, "<|image_pad|>", True),
+    (151656, "<|video_pad|>", True),
+    (151657, "<tool_call>", False),
+    (151658, "</tool_call>", False),
+    (151659, "<|fim_prefix|>", False),
+    (151660, "<|fim_middle|>", False),
+    (151661, "<|fim_suffix|>", False),
+    (151662, "<|fim_pad|>", False),
+    (151663, "<|repo_name|>", False),
+    (151664, "<|file_sep|>", False),
+)
+
+# Words the model may emit (as " word" tokens) and that prompts are made of. Lower-case, ASCII, no duplicates.
+_WORDS: tuple[str, ...] = tuple(
+    (
+        "a an the this that these there here it its is are was be has have and or but not no yes of in on at to from "
+        "with by for into over under then while after before when where what which who how why all some one two "
+        "three four five six seven eight first last next each both again video image frame frames picture scene clip "
+        "square box shape object circle background color colour red green blue yellow white black orange purple pink "
+        "gray dark light bright small large big little moves moving move slides goes stays appears shows see seen "
+        "can left right up down top bottom center middle corner edge side across toward away slowly quickly fast "
+        "still describe answer question helpful assistant user system you i we they he she time motion direction "
+        "position path line very more less same other"
+    ).split()
+)
+# Words that also appear without a leading space (at the start of a line or right after a special token) in the
+# rendered chat template or in the default questions; they get a second, space-less token.
+_LINE_START_WORDS: tuple[str, ...] = tuple(
+    ("system user assistant You Describe What Where How Which Is The A Picture Video Answer").split()
+)
+# Punctuation the model may emit alongside the words (single-byte tokens).
+_EMIT_PUNCT: tuple[str, ...] = (".", ",")
+
+
+@functools.lru_cache(maxsize=1)
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable-character map; Qwen2's byte-level BPE uses the same one."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+
+
+def _byte_level(text: str) -> str:
+    table = _bytes_to_unicode()
+    return "".join(table[b] for b in text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class _TextVocab:
+    vocab: dict[str, int]  # ordinary tokens only (specials are added separately)
+    merges: list[tuple[str, str]]
+    word_ids: tuple[int, ...]  # ids of the " word" tokens plus emittable punctuation, sorted
+
+
+@functools.lru_cache(maxsize=1)
+def _text_vocab() -> _TextVocab:
+    """The ordinary part of the local tokenizer's vocabulary.
+
+    ids 0..255 are the 256 byte symbols in GPT-2 order, which is also Qwen2's order, so single-byte tokens have their
+    real ids ("\\n" = 198, " " = 220, "." = 13). Above them: the intermediate pieces the merges create, then the
+    whole-word tokens in one contiguous block. Each word is built by left-to-right merges ("Ġ"+"v", "Ġv"+"i", ...).
+    All " word" merges rank before the space-less ones: a " word" merge always has a "Ġ..." left side, so while it is
+    being built no other merge of lower rank can apply inside it, and every " word" encodes as exactly one token.
+    """
+    byte_chars = list(_bytes_to_unicode().values())  # insertion order == GPT-2 id order
+    vocab: dict[str, int] = {c: i for i, c in enumerate(byte_chars)}
+
+    spaced = [_byte_level(" " + w) for w in _WORDS]
+    plain = [_byte_level(w) for w in _LINE_START_WORDS]
+    merges: list[tuple[str, str]] = []
+    seen_merges: set[tuple[str, str]] = set()
+    pieces: list[str] = []  # every merge result, in creation order
+    for token in spaced + plain:
+        for k in range(2, len(token) + 1):
+            pair = (token[: k - 1], token[k - 1])
+            if pair not in seen_merges:
+                seen_merges.add(pair)
+                merges.append(pair)
+                pieces.append(token[:k])
+    finals = set(spaced) | set(plain)
+    next_id = len(vocab)
+    for piece in pieces:  # intermediates first ...
+        if piece not in finals and piece not in vocab:
+            vocab[piece] = next_id
+            next_id += 1
+    for piece in spaced + plain:  # ... then the whole words, contiguous
+        if piece not in vocab:
+            vocab[piece] = next_id
+            next_id += 1
+    word_ids = sorted({vocab[t] for t in spaced} | {vocab[_byte_level(p)] for p in _EMIT_PUNCT})
+    return _TextVocab(vocab=vocab, merges=merges, word_ids=tuple(word_ids))
+
+
+def build_tokenizer(model_type: str = "qwen2_5_vl") -> Any:
+    """A ``PreTrainedTokenizerFast`` over a locally built byte-level BPE with the family's real special-token ids.
+
+    The pipeline mirrors the real Qwen2 ``tokenizer.json`` (NFC normaliser, the Qwen2 split regex, byte-level
+    pre-tokeniser and decoder), so any text round-trips exactly and prompts split the way the real tokenizer splits
+    them. The vocabulary is sparse: a few hundred ordinary tokens at low ids, then nothing until the special tokens
+    at their real ids (e.g. ``<|video_pad|>`` = 151656); ``len(tokenizer)`` therefore counts tokens, it is not
+    max id + 1. Every call returns a new object (the backend is built once and copied), so callers may mutate it.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    spec = _family(model_type)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=_backend_tokenizer(spec.model_type),  # deep-copied by the wrapper
+        bos_token=None,
+        eos_token=spec.eos_token,
+        pad_token=spec.pad_token,
+        unk_token=None,
+        additional_special_tokens=list(spec.extra_special_tokens),
+        model_max_length=spec.model_max_length,
+        padding_side="left",  # batched generation pads on the left
+        clean_up_tokenization_spaces=False,
+        split_special_tokens=False,
+    )
+
+
+@functools.cache
+def _backend_tokenizer(model_type: str) -> Any:
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import BPE
+
+    spec = FAMILIES[model_type]
+    text = _text_vocab()
+    vocab = dict(text.vocab)
+    for token_id, content, _special in spec.added_tokens:
+        vocab[content] = token_id  # BPE vocab maps may be sparse: the real ids are kept
+    tok = Tokenizer(
+        BPE(
+            vocab=vocab,
+            merges=list(text.merges),
+            dropout=None,
+            unk_token=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+            byte_fallback=False,
+        )
+    )
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    # Added tokens are matched before pre-tokenisation; since their strings are already in the vocab, they keep
+    # the real ids instead of being appended after the last id.
+    tok.add_tokens(
+        [
+            AddedToken(content, special=special, normalized=False, lstrip=False, rstrip=False, single_word=False)
+            for _tid, content, special in spec.added_tokens
+        ]
+    )
+    for token_id, content, _special in spec.added_tokens:
+        got = tok.token_to_id(content)
+        if got != token_id:  # pragma: no cover - guards against a tokenizers behaviour change
+            raise RuntimeError(f"local tokenizer put {content!r} at id {got}, expected the real id {token_id}")
+    return tok
+
+
+def emittable_token_ids(emit: Emit, vocab_size: int, model_type: str = "qwen2_5_vl") -> torch.Tensor:
+    """Sorted ids whose ``lm_head`` rows are non-zero under the ``emit`` policy (see :data:`Emit`)."""
+    spec = _family(model_type)
+    if emit == "words":
+        ids = torch.tensor(_text_vocab().word_ids, dtype=torch.long)
+    elif emit == "text":
+        ids = torch.tensor(sorted(_text_vocab().vocab.values()), dtype=torch.long)
+    elif emit == "shared":
+        ids = torch.arange(min(spec.first_special_id, vocab_size), dtype=torch.long)
+    elif emit == "all":
+        ids = torch.arange(vocab_size, dtype=torch.long)
+    else:
+        raise ValueError(f"emit must be one of 'words', 'text', 'shared', 'all'; got {emit!r}")
+    if int(ids.max()) >= vocab_size:
+        raise ValueError(f"emit={emit!r} needs vocab_size > {int(ids.max())}, got {vocab_size}")
+    return ids
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Family table
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TinyArch:
+    """Size knobs of one tiny model. Geometry knobs that must match the real checkpoint live in :class:`FamilySpec`."""
+
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    text_intermediate: int
+    vision_depth: int
+    vision_hidden: int
+    vision_heads: int
+    vision_intermediate: int
+    #: vision blocks with full attention; the others use window attention (Qwen2.5-VL). Real 7B/3B: [7, 15, 23, 31]
+    #: of 32, i.e. the last block of every group of 8; with depth 2 we keep the pattern "window, then full".
+    vision_fullatt_blocks: tuple[int, ...] = ()
+
+    def resized(self, *, hidden: int | None = None, num_layers: int | None = None) -> TinyArch:
+        """A copy with another text hidden size (heads follow at head_dim 16) and/or text depth."""
+        arch = self
+        if hidden is not None:
+            if hidden % 16:
+                raise ValueError(f"hidden must be a multiple of 16 (head_dim 16), got {hidden}")
+            heads = hidden // 16
+            arch = replace(
+                arch,
+                text_hidden=hidden,
+                text_heads=heads,
+                text_kv_heads=max(1, heads // 2),
+                text_intermediate=2 * hidden,
+            )
+        if num_layers is not None:
+            if num_layers < 1:
+                raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+            arch = replace(arch, text_layers=num_layers)
+        return arch
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Everything family-specific: real ids, vocab sizes, geometry, template, and the factories that use them."""
+
+    model_type: str
+    #: (id, content, special) for every added token, real ids.
+    added_tokens: tuple[tuple[int, str, bool], ...]
+    #: config-level token ids, real values (e.g. {"image_token_id": 151655, ...}).
+    config_token_ids: dict[str, int]
+    bos_token_id: int | None
+    eos_token_id: int
+    pad_token_id: int
+    #: generation_config.eos_token_id. Qwen2-VL's generation_config.json lists (151645, 151643); some Qwen2.5-VL
+    #: checkpoints (e.g. 32B-Instruct) list 151645 only. The tiny models never emit either id by default.
+    generation_eos_token_ids: tuple[int, ...]
+    eos_token: str
+    pad_token: str
+    extra_special_tokens: tuple[str, ...]
+    #: first special id: ids below it are ordinary text tokens in the real vocabulary.
+    first_special_id: int
+    model_max_length: int
+    max_position_embeddings: int
+    #: the padded-vocab pair: the large checkpoint's vocab (target) and the small one's (draft).
+    target_vocab: int
+    draft_vocab: int
+    chat_template: str
+    #: geometry kept at the real checkpoint's values (patch_size, spatial_merge_size, temporal_patch_size, ...),
+    #: passed to the vision config as is.
+    vision_geometry: dict[str, Any]
+    target_arch: TinyArch
+    draft_arch: TinyArch
+    make_config: Callable[[FamilySpec, TinyArch, int], Any]
+    make_processor: Callable[[FamilySpec, Any, int, int], Any]
+    #: default pixel bounds per frame/image for build_processor (small, so videos give tens of tokens).
+    min_pixels: int = 112 * 112
+    max_pixels: int = 168 * 168
+    provenance: str = ""
+
+    @property
+    def video_token_id(self) -> int:
+        return self.config_token_ids["video_token_id"]
+
+    @property
+    def image_token_id(self) -> int:
+        return self.config_token_ids["image_token_id"]
+
+
+def _qwen_mrope_section(head_dim: int) -> list[int]:
+    """M-RoPE split of the rotary half-dim in the real 2:3:3 ratio ([16, 24, 24] at head_dim 128)."""
+    half = head_dim // 2
+    if half % 8:
+        raise ValueError(f"head_dim must be a multiple of 16 for a 2:3:3 M-RoPE split, got {head_dim}")
+    unit = half // 8
+    return [2 * unit, 3 * unit, 3 * unit]
+
+
+def _qwen_text_config(spec: FamilySpec, arch: TinyArch, vocab_size: int) -> dict[str, Any]:
+    """Text-model kwargs shared by Qwen2-VL and Qwen2.5-VL (real values where a size is not involved)."""
+    head_dim = arch.text_hidden // arch.text_heads
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=arch.text_hidden,
+        intermediate_size=arch.text_intermediate,
+        num_hidden_layers=arch.text_layers,
+        num_attention_heads=arch.text_heads,
+        num_key_value_heads=arch.text_kv_heads,
+        hidden_act="silu",
+        max_position_embeddings=spec.max_position_embeddings,
+        rms_norm_eps=1e-6,
+        use_sliding_window=False,
+        sliding_window=32768,
+        max_window_layers=arch.text_layers,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 1000000.0,
+            "mrope_section": _qwen_mrope_section(head_dim),
+        },
+        bos_token_id=spec.bos_token_id,
+        eos_token_id=spec.eos_token_id,
+        pad_token_id=spec.pad_token_id,
+    )
+
+
+def _qwen2_5_vl_config(spec: FamilySpec, arch: TinyArch, vocab_size: int) -> Any:
+    from transformers import Qwen2_5_VLConfig
+
+    return Qwen2_5_VLConfig(
+        text_config=_qwen_text_config(spec, arch, vocab_size),
+        vision_config=dict(
+            depth=arch.vision_depth,
+            hidden_size=arch.vision_hidden,
+            hidden_act="silu",
+            intermediate_size=arch.vision_intermediate,
+            num_heads=arch.vision_heads,
+            in_channels=3,
+            out_hidden_size=arch.text_hidden,
+            fullatt_block_indexes=list(arch.vision_fullatt_blocks),
+            **spec.vision_geometry,
+        ),
+        # Untied even for the draft (the real 3B ties its embeddings): the lm_head rows are shaped for large logit
+        # margins and zeroed outside the emittable ids, which would wreck the input embeddings if tied.
+        tie_word_embeddings=False,
+        **spec.config_token_ids,
+    )
+
+
+def _qwen2_vl_config(spec: FamilySpec, arch: TinyArch, vocab_size: int) -> Any:
+    from transformers import Qwen2VLConfig
+
+    if arch.vision_intermediate % arch.vision_hidden:
+        raise ValueError("Qwen2-VL's vision MLP width is mlp_ratio * embed_dim: intermediate must be a multiple")
+    return Qwen2VLConfig(
+        text_config=_qwen_text_config(spec, arch, vocab_size),
+        vision_config=dict(
+            depth=arch.vision_depth,
+            embed_dim=arch.vision_hidden,
+            hidden_size=arch.text_hidden,  # Qwen2-VL names the merger's output width "hidden_size"
+            hidden_act="quick_gelu",
+            mlp_ratio=arch.vision_intermediate // arch.vision_hidden,
+            num_heads=arch.vision_heads,
+            in_channels=3,
+            **spec.vision_geometry,
+        ),
+        tie_word_embeddings=False,  # the real 2B ties; see _qwen2_5_vl_config
+        **spec.config_token_ids,
+    )
+
+
+def _qwen_image_video_processors(spec: FamilySpec, min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    geo = spec.vision_geometry
+    common = dict(
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        patch_size=geo["patch_size"],
+        temporal_patch_size=geo["temporal_patch_size"],
+        merge_size=geo["spatial_merge_size"],
+    )
+    # cap_pixels_per_frame=True is the qwen-vl-utils behaviour (and the announced future default); setting it also
+    # silences the "default will change" warning. With tiny frames the total-video budget never binds.
+    return Qwen2VLImageProcessor(**common), Qwen2VLVideoProcessor(**common, cap_pixels_per_frame=True)
+
+
+def _qwen2_5_vl_processor(spec: FamilySpec, tokenizer: Any, min_pixels: int, max_pixels: int) -> Any:
+    from transformers import Qwen2_5_VLProcessor
+
+    image_processor, video_processor = _qwen_image_video_processors(spec, min_pixels, max_pixels)
+    return Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=spec.chat_template,
+    )
+
+
+def _qwen2_vl_processor(spec: FamilySpec, tokenizer: Any, min_pixels: int, max_pixels: int) -> Any:
+    from transformers import Qwen2VLProcessor
+
+    image_processor, video_processor = _qwen_image_video_processors(spec, min_pixels, max_pixels)
+    return Qwen2VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=spec.chat_template,
+    )
+
+
+# Both Qwen-VL generations share the Qwen2 tokenizer table, the config-level ids and the tokenizer settings
+# (tokenizer_config.json: eos "<|im_end|>", pad "<|endoftext|>", bos null, these additional_special_tokens).
+_QWEN_VL_TOKENS: dict[str, Any] = dict(
+    added_tokens=QWEN2_ADDED_TOKENS,
+    config_token_ids={
+        "image_token_id": 151655,
+        "video_token_id": 151656,
+        "vision_start_token_id": 151652,
+        "vision_end_token_id": 151653,
+    },
+    bos_token_id=151643,
+    eos_token_id=151645,
+    pad_token_id=151643,
+    generation_eos_token_ids=(151645, 151643),  # Qwen2-VL generation_config.json "eos_token_id"
+    eos_token="<|im_end|>",
+    pad_token="<|endoftext|>",
+    extra_special_tokens=tuple(content for tid, content, _ in QWEN2_ADDED_TOKENS if 151644 <= tid <= 151656),
+    first_special_id=151643,
+)
+
+# Tiny sizes: head_dim 16 everywhere; the target is wider and deeper than the draft and the two vision towers
+# differ in width, like 7B vs 3B. Depth-2 vision towers keep Qwen2.5-VL's "window blocks, then a full block".
+_QWEN_TARGET_ARCH = TinyArch(
+    text_hidden=64,
+    text_layers=3,
+    text_heads=4,
+    text_kv_heads=2,
+    text_intermediate=128,
+    vision_depth=2,
+    vision_hidden=32,
+    vision_heads=2,
+    vision_intermediate=64,
+    vision_fullatt_blocks=(1,),
+)
+_QWEN_DRAFT_ARCH = TinyArch(
+    text_hidden=32,
+    text_layers=2,
+    text_heads=2,
+    text_kv_heads=1,
+    text_intermediate=64,
+    vision_depth=2,
+    vision_hidden=16,
+    vision_heads=1,
+    vision_intermediate=32,
+    vision_fullatt_blocks=(1,),
+)
+
+
+def _qwen2_5_vl_spec() -> FamilySpec:
+    return FamilySpec(
+        model_type="qwen2_5_vl",
+        **_QWEN_VL_TOKENS,
+        model_max_length=131072,  # tokenizer_config.json
+        max_position_embeddings=128000,  # config.json
+        target_vocab=152064,  # Qwen2.5-VL-7B-Instruct (and 32B/72B) config.json "vocab_size"
+        draft_vocab=151936,  # Qwen2.5-VL-3B-Instruct config.json "vocab_size"
+        chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
+        vision_geometry={  # Qwen2.5-VL-7B/3B config.json vision_config values
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 112,
+            "tokens_per_second": 2,
+        },
+        target_arch=_QWEN_TARGET_ARCH,
+        draft_arch=_QWEN_DRAFT_ARCH,
+        make_config=_qwen2_5_vl_config,
+        make_processor=_qwen2_5_vl_processor,
+        provenance=(
+            "config.json of Qwen/Qwen2.5-VL-7B-Instruct and -3B-Instruct: bos 151643, eos 151645, vision_start "
+            "151652, vision_end 151653, image 151655, video 151656, vocab 152064 / 151936, vision patch 14, merge 2, "
+            "temporal patch 2, window 112, tokens_per_second 2; tokenizer_config.json: added tokens 151643-151664; "
+            "chat_template.json: see chat_templates.py"
+        ),
+    )
+
+
+def _qwen2_vl_spec() -> FamilySpec:
+    return FamilySpec(
+        model_type="qwen2_vl",
+        **_QWEN_VL_TOKENS,
+        model_max_length=32768,  # tokenizer_config.json
+        max_position_embeddings=32768,  # config.json
+        target_vocab=152064,  # Qwen2-VL-7B-Instruct (and 72B) config.json "vocab_size"
+        draft_vocab=151936,  # Qwen2-VL-2B-Instruct config.json "vocab_size"
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+        vision_geometry={"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},  # no window attention
+        target_arch=_QWEN_TARGET_ARCH,
+        draft_arch=_QWEN_DRAFT_ARCH,
+        make_config=_qwen2_vl_config,
+        make_processor=_qwen2_vl_processor,
+        provenance=(
+            "config.json of Qwen/Qwen2-VL-7B-Instruct and -2B-Instruct: same token ids as Qwen2.5-VL, vocab "
+            "152064 / 151936, vision patch 14, merge 2, temporal patch 2, quick_gelu vision MLP; tokenizer_config.json "
+            "of Qwen2-VL-2B: eos <|im_end|>, pad <|endoftext|>, bos null, model_max_length 32768"
+        ),
+    )
+
+
+#: model_type -> FamilySpec. Supported: "qwen2_5_vl", "qwen2_vl".
+FAMILIES: dict[str, FamilySpec] = {spec.model_type: spec for spec in (_qwen2_5_vl_spec(), _qwen2_vl_spec())}
+
+
+def _family(model_type: str) -> FamilySpec:
+    if model_type not in FAMILIES:
+        raise ValueError(f"no tiny fixture for model_type {model_type!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[model_type]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _param_generator(seed: int, name: str) -> torch.Generator:
+    # One generator per parameter, keyed by name: adding a layer or resizing one module leaves the others' weights
+    # unchanged, and the global RNG is untouched.
+    return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63))
+
+
+@torch.no_grad()
+def _init_tiny_weights_(model: torch.nn.Module, *, seed: int, emit_ids: torch.Tensor, logit_std: float) -> None:
+    lm_head = model.get_output_embeddings()
+    embed = model.get_input_embeddings()
+    for name, param in model.named_parameters():
+        gen = _param_generator(seed, name)
+        if param is lm_head.weight:
+            hidden = param.shape[1]
+            # logit_j = <h, w_j> with RMS-normalised h (|h| ~ sqrt(hidden)): std(w) = logit_std / sqrt(hidden).
+            rows = torch.randn(len(emit_ids), hidden, generator=gen) * (logit_std / math.sqrt(hidden))
+            param.zero_()
+            param[emit_ids] = rows.to(param.dtype)
+        elif param is embed.weight:
+            # unit-scale token embeddings, the same scale as the merger's vision features
+            param.copy_(torch.randn(param.shape, generator=gen))
+        elif name.endswith(".bias"):
+            param.zero_()
+        elif param.ndim == 1:  # RMSNorm / LayerNorm weights
+            param.fill_(1.0)
+        else:
+            fan_in = param[0].numel()
+            param.copy_(torch.randn(param.shape, generator=gen) / math.sqrt(fan_in))
+
+
+def build_tiny_model(
+    model_type: str = "qwen2_5_vl",
+    role: Role = "target",
+    *,
+    vocab_size: int | None = None,
+    seed: int = 0,
+    num_layers: int | None = None,
+    hidden: int | None = None,
+    attn_implementation: str = "sdpa",
+    emit: Emit = "words",
+    logit_std: float = 100.0,
+) -> torch.nn.Module:
+    """A tiny random ``*ForConditionalGeneration`` of ``model_type`` in float32 and eval mode.
+
+    Args:
+        model_type: a key of :data:`FAMILIES`.
+        role: "target" or "draft": picks the default sizes and vocab (target = the large checkpoint's padded vocab).
+        vocab_size: overrides the role's default vocab size.
+        seed: weight seed; the same arguments give bit-identical weights.
+        num_layers, hidden: override the text model's depth / hidden size (head_dim stays 16; the vision tower's
+            output width follows ``hidden``).
+        attn_implementation: "sdpa" (default), "eager", or any registered name; applied to text and vision.
+        emit: which ids the lm_head can produce (see :data:`Emit`). Default "words": only whole-word tokens of the
+            local tokenizer, all below 151936, so the target never emits an id the draft cannot embed, never a
+            placeholder / special id, and never EOS (generations run to ``max_new_tokens``; pass an explicit
+            ``eos_token_id`` to ``generate`` to test stopping).
+        logit_std: spread of the emittable logits; large values give large greedy top-2 margins.
+
+    The returned model carries the real token ids in its config and a greedy ``generation_config`` with the real
+    eos / pad ids. Construction skips transformers' own weight init (it is overwritten anyway).
+    """
+    from transformers import AutoModelForImageTextToText, GenerationConfig
+    from transformers.initialization import no_init_weights
+
+    spec = _family(model_type)
+    if role not in ("target", "draft"):
+        raise ValueError(f"role must be 'target' or 'draft', got {role!r}")
+    arch = (spec.target_arch if role == "target" else spec.draft_arch).resized(hidden=hidden, num_layers=num_layers)
+    vocab = vocab_size if vocab_size is not None else (spec.target_vocab if role == "target" else spec.draft_vocab)
+    emit_ids = emittable_token_ids(emit, vocab, model_type)
+
+    config = spec.make_config(spec, arch, vocab)
+    with no_init_weights():
+        model = AutoModelForImageTextToText.from_config(
+            config, attn_implementation=attn_implementation, dtype=torch.float32
+        )
+    _init_tiny_weights_(model, seed=seed, emit_ids=emit_ids, logit_std=logit_std)
+    # The real ids of generation_config.json, but greedy: Qwen2-VL's sampling defaults (temperature 0.1, top_k 1,
+    # repetition_penalty 1.05) would make every test depend on logits processors it does not mean to test.
+    model.generation_config = GenerationConfig(
+        bos_token_id=spec.bos_token_id,
+        eos_token_id=list(spec.generation_eos_token_ids),
+        pad_token_id=spec.pad_token_id,
+        do_sample=False,
+    )
+    return model.eval()
+
+
+def build_tiny_pair(
+    model_type: str = "qwen2_5_vl",
+    *,
+    seed: int = 0,
+    target_vocab: int | None = None,
+    draft_vocab: int | None = None,
+    attn_implementation: str = "sdpa",
+    emit: Emit = "words",
+    logit_std: float = 100.0,
+    target_layers: int | None = None,
+    draft_layers: int | None = None,
+    target_hidden: int | None = None,
+    draft_hidden: int | None = None,
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``(target, draft)``: a compatible pair with different sizes, own vision towers and the padded-vocab split.
+
+    Compatible = same token ids, same patch / merge / temporal sizes and window settings, same position scheme;
+    different text hidden size and depth, different vision towers; default vocabs 152064 (target, as Qwen2.5-VL-7B)
+    and 151936 (draft, as -3B). The draft is seeded with ``seed + 1`` so the two are unrelated random models.
+    """
+    spec = _family(model_type)
+    target = build_tiny_model(
+        model_type,
+        "target",
+        vocab_size=target_vocab or spec.target_vocab,
+        seed=seed,
+        num_layers=target_layers,
+        hidden=target_hidden,
+        attn_implementation=attn_implementation,
+        emit=emit,
+        logit_std=logit_std,
+    )
+    draft = build_tiny_model(
+        model_type,
+        "draft",
+        vocab_size=draft_vocab or spec.draft_vocab,
+        seed=seed + 1,
+        num_layers=draft_layers,
+        hidden=draft_hidden,
+        attn_implementation=attn_implementation,
+        emit=emit,
+        logit_std=logit_std,
+    )
+    return target, draft
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Processor, videos, inputs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def build_processor(
+    model_type: str = "qwen2_5_vl", *, min_pixels: int | None = None, max_pixels: int | None = None
+) -> Any:
+    """The family's real processor class around the local tokenizer, real chat template and real image/video processors.
+
+    ``min_pixels`` / ``max_pixels`` bound each frame's (and image's) area before patching; the defaults
+    (112² .. 168²) make a 56 px frame upscale to 112 px (16 tokens per 2 frames) and cap frames at 168 px (36 tokens
+    per 2 frames), so 4-8 frame test videos give ~30-150 video tokens. The real checkpoints use 3136 .. 12845056
+    for images (and 100352 .. 602112 for video frames).
+    """
+    spec = _family(model_type)
+    return spec.make_processor(
+        spec,
+        build_tokenizer(model_type),
+        spec.min_pixels if min_pixels is None else min_pixels,
+        spec.max_pixels if max_pixels is None else max_pixels,
+    )
+
+
+_COLOURS = np.array(
+    [[230, 40, 40], [40, 200, 60], [50, 90, 230], [240, 220, 40], [240, 240, 240], [240, 140, 30], [160, 60, 200]],
+    dtype=np.uint8,
+)
+
+
+def make_video(num_frames: int = 4, height: int = 56, width: int = 56, seed: int = 0) -> np.ndarray:
+    """A uint8 ``(T, H, W, 3)`` clip: a coloured square moving in a straight line (bouncing) over a dark, noisy field.
+
+    Deterministic given the arguments; different seeds give different colours, sizes, start points and velocities,
+    so different frames (and different videos) produce different vision features.
+    """
+    if num_frames < 1 or height < 8 or width < 8:
+        raise ValueError(f"need num_frames >= 1 and frames >= 8x8, got {num_frames}x{height}x{width}")
+    rng = np.random.default_rng(seed)
+    background = rng.integers(10, 60, size=3)
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    noise = rng.integers(-8, 9, size=(num_frames, height, width, 3))
+    side = max(4, int(min(height, width) * rng.uniform(0.2, 0.35)))
+    colour = _COLOURS[rng.integers(len(_COLOURS))]
+    pos = np.array([rng.uniform(0, height - side), rng.uniform(0, width - side)])
+    vel = rng.uniform(0.08, 0.2, size=2) * np.array([height, width]) * rng.choice([-1, 1], size=2)
+    limit = np.array([height - side, width - side], dtype=float)
+    for t in range(num_frames):
+        frame = np.clip(background + noise[t], 0, 255)
+        y, x = (int(round(v)) for v in pos)
+        frame[y : y + side, x : x + side] = colour
+        frames[t] = frame
+        pos = pos + vel
+        for axis in range(2):  # bounce off the edges
+            if pos[axis] < 0 or pos[axis] > limit[axis]:
+                vel[axis] = -vel[axis]
+                pos[axis] = float(np.clip(pos[axis], 0, limit[axis]))
+    return frames
+
+
+def write_video_file(
+    path: str | os.PathLike[str],
+    frames: np.ndarray | Sequence[np.ndarray],
+    *,
+    fps: float = 2.0,
+    codec: str | None = None,
+) -> Path:
+    """Encode uint8 THWC ``frames`` to ``path`` with PyAV and return the path.
+
+    ``codec=None`` picks by suffix: ``.mkv`` -> ``ffv1`` in RGB (lossless: decoded frames equal the input), anything
+    else (``.mp4``, ``.avi``, ...) -> ``mpeg4`` in yuv420p (lossy, readable everywhere). Frame sides must be even for
+    yuv420p.
+    """
+    from fractions import Fraction
+
+    import av
+
+    path = Path(path)
+    array = np.asarray(frames)
+    if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {array.dtype} {array.shape}")
+    if codec is None:
+        codec = "ffv1" if path.suffix.lower() == ".mkv" else "mpeg4"
+    rate = Fraction(fps).limit_denominator(1000)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = int(array.shape[2]), int(array.shape[1])
+        stream.pix_fmt = "bgr0" if codec == "ffv1" else "yuv420p"
+        if codec == "mpeg4":
+            stream.options = {"qscale": "2"}  # near-lossless enough for visual checks
+        for frame in array:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def read_video_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode every frame of ``path`` with PyAV: ``(uint8 THWC frames, metadata dict)``.
+
+    :func:`make_inputs` uses this for paths. In transformers 5.23 a path given to ``apply_chat_template`` reaches
+    ``BaseVideoProcessor.fetch_videos``, which decodes only with torchcodec or torchvision's video API (removed in
+    torchvision 0.26), so without torchcodec it raises ImportError. ``transformers.video_utils.load_video(path,
+    backend="pyav")`` works for .mp4 but not for Matroska files (it trusts the container's frame count, which .mkv
+    does not store, and samples zero frames), hence this small decoder.
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
+    fps = float(rate) if rate else None
+    meta = {
+        "total_num_frames": int(frames.shape[0]),
+        "fps": fps,
+        "duration": frames.shape[0] / fps if fps else None,
+        "frames_indices": list(range(frames.shape[0])),
+        "height": int(frames.shape[1]),
+        "width": int(frames.shape[2]),
+    }
+    return frames, meta
+
+
+VideoLike = np.ndarray | Sequence[np.ndarray] | str | os.PathLike
+
+
+def _frames_metadata(frames: np.ndarray, fps: float) -> dict[str, Any]:
+    """VideoMetadata fields for in-memory frames shown at ``fps`` (no frame sampling: every frame is used)."""
+    num = int(frames.shape[0])
+    return {
+        "total_num_frames": num,
+        "fps": float(fps),
+        "duration": num / float(fps),
+        "frames_indices": list(range(num)),
+        "height": int(frames.shape[1]),
+        "width": int(frames.shape[2]),
+    }
+
+
+def _is_single_video(video: Any) -> bool:
+    if isinstance(video, (str, os.PathLike)):
+        return True
+    if isinstance(video, np.ndarray):
+        return video.ndim == 4
+    if isinstance(video, torch.Tensor):
+        return video.ndim == 4
+    # a list of frames (3-D) is one video; a list of 4-D arrays / paths is several
+    first = video[0]
+    return isinstance(first, (np.ndarray, torch.Tensor)) and first.ndim == 3
+
+
+def make_inputs(
+    processor: Any,
+    *,
+    video: VideoLike | Sequence[VideoLike] | None = None,
+    question: str = "Describe the video.",
+    question_first: bool = False,
+    num_videos: int = 1,
+    image: Any = None,
+    fps: float = 2.0,
+    add_vision_id: bool = False,
+) -> Any:
+    """Render the real chat template for a one-turn video question and process it: a ``BatchFeature`` for generate.
+
+    Args:
+        processor: from :func:`build_processor` (or any processor of the same family).
+        video: one video (uint8 THWC array or tensor, list of HWC frames, or a file path) or a list of them; all
+            given videos are used. If fewer than ``num_videos`` are given, the rest are ``make_video(seed=i)`` clips
+            (i = their index) at the first video's size, or 4x56x56 when none is given.
+        question: the user text.
+        question_first: put the text before the video(s) instead of after (after is the usual layout; before puts
+            every query token of the verifier-guided scoring in the template suffix).
+        num_videos: minimum number of videos in the turn (0 with ``video=None`` gives a text/image-only prompt).
+        image: optional image (HWC uint8 array or PIL image), placed before the videos.
+        fps: the frame rate the in-memory frames stand for. It sets ``second_per_grid_ts`` (= temporal_patch_size /
+            fps; 1.0 at the default 2 fps, the rate Qwen2.5-VL samples videos at). Paths use the file's own rate.
+        add_vision_id: the template's "Video 1: " labels.
+
+    Returns the processor's ``BatchFeature`` (``input_ids``, ``attention_mask``, ``pixel_values_videos``,
+    ``video_grid_thw``, ``second_per_grid_ts``, ``mm_token_type_ids``, plus image tensors when ``image`` is given).
+    """
+    if num_videos < 0:
+        raise ValueError(f"num_videos must be >= 0, got {num_videos}")
+    if video is None:
+        given: list[Any] = []
+    elif _is_single_video(video):
+        given = [video]
+    else:
+        given = list(video)  # type: ignore[arg-type]
+
+    frames_list: list[np.ndarray] = []
+    metadata: list[dict[str, Any]] = []
+    for v in given:
+        if isinstance(v, (str, os.PathLike)):
+            frames, meta = read_video_file(v)  # the file's own frame rate
+        else:
+            frames = (
+                np.asarray(v) if isinstance(v, (np.ndarray, torch.Tensor)) else np.stack([np.asarray(f) for f in v])
+            )
+            meta = _frames_metadata(frames, fps)
+        frames_list.append(frames)
+        metadata.append(meta)
+    # Top up to num_videos with synthetic clips of the first video's size (distinct seeds -> distinct contents).
+    t, h, w = frames_list[0].shape[:3] if frames_list else (4, 56, 56)
+    for i in range(len(frames_list), num_videos):
+        frames_list.append(make_video(t, h, w, seed=i))
+        metadata.append(_frames_metadata(frames_list[-1], fps))
+
+    content: list[dict[str, Any]] = []
+    text_block = {"type": "text", "text": question}
+    if question_first:
+        content.append(text_block)
+    if image is not None:
+        content.append({"type": "image", "image": image})
+    content.extend({"type": "video", "video": frames} for frames in frames_list)
+    if not question_first:
+        content.append(text_block)
+    messages = [{"role": "user", "content": content}]
+
+    processor_kwargs: dict[str, Any] = {}
+    if frames_list:
+        processor_kwargs["video_metadata"] = metadata
+    template_kwargs = {"add_vision_id": True} if add_vision_id else {}
+    return processor.apply_chat_template(
+        messages,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs=processor_kwargs,
+        **template_kwargs,
+    )
+
+
+def video_placeholder_count(inputs: Any, model_type: str = "qwen2_5_vl") -> int:
+    """Number of video placeholder tokens in ``inputs["input_ids"]`` (all rows)."""
+    return int((inputs["input_ids"] == _family(model_type).video_token_id).sum())
