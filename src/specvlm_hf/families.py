@@ -6,13 +6,12 @@ branches on a family name. Adding a family is adding one `FamilySpec` to `FAMILI
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
-
-PositionScheme = Literal["mrope", "1d"]
 
 
 @dataclass(frozen=True)
@@ -24,8 +23,6 @@ class FamilySpec:
         video_token_attr / image_token_attr: config attributes holding the placeholder token ids.
         video_inputs / image_inputs: raw ``generate`` kwargs that feed the vision tower (snapshotted before
             ``generate`` pops them, so the draft can run its own tower).
-        positions: ``"mrope"`` — generate builds 4-row position ids (a text row used for masks + 3 M-RoPE rows);
-            ``"1d"`` — ordinary 1-D position ids.
         compatibility: dotted config attributes that must be equal between target and draft for the draft to
             accept the same raw video with the same placeholder count, layout and position scheme.
         video_token_counts: placeholders each video of the prompt expands to, from the config and the raw
@@ -37,7 +34,6 @@ class FamilySpec:
     image_token_attr: str | None
     video_inputs: tuple[str, ...]
     image_inputs: tuple[str, ...]
-    positions: PositionScheme
     compatibility: tuple[str, ...]
     video_token_counts: Callable[[Any, Mapping[str, Any]], list[int]]
 
@@ -64,32 +60,94 @@ def _grid_token_counts(config: Any, raw_inputs: Mapping[str, Any]) -> list[int]:
     return [int(n) for n in (grid.prod(dim=-1) // merge**2).tolist()]
 
 
+def _llava_onevision_token_counts(config: Any, raw_inputs: Mapping[str, Any]) -> list[int]:
+    """LLaVA-OneVision: every frame is pooled to ceil(g/2)² tokens (g = patches per side), and each video ends with
+    one ``image_newline`` token — a video token like any other."""
+    videos = raw_inputs.get("pixel_values_videos")
+    if videos is None:
+        return []
+    side = math.ceil(config.vision_config.image_size // config.vision_config.patch_size / 2)
+    return [videos.shape[1] * side * side + 1] * videos.shape[0]
+
+
+def _llava_next_video_token_counts(config: Any, raw_inputs: Mapping[str, Any]) -> list[int]:
+    """LLaVA-NeXT-Video: every frame is pooled by ``spatial_pool_stride`` to (g // stride)² tokens; no newline."""
+    videos = raw_inputs.get("pixel_values_videos")
+    if videos is None:
+        return []
+    side = config.vision_config.image_size // config.vision_config.patch_size // config.spatial_pool_stride
+    return [videos.shape[1] * side * side] * videos.shape[0]
+
+
 _QWEN_VISION_GEOMETRY = (
+    "video_token_id",
+    "image_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
     "vision_config.patch_size",
     "vision_config.spatial_merge_size",
     "vision_config.temporal_patch_size",
     "vision_config.in_channels",
+)
+_LLAVA_GEOMETRY = (
+    "video_token_id",
+    "image_token_id",
+    "vision_config.image_size",
+    "vision_config.patch_size",
+    "vision_feature_select_strategy",
+    "image_grid_pinpoints",
 )
 
 FAMILIES: dict[str, FamilySpec] = {
     spec.model_type: spec
     for spec in (
         FamilySpec(
+            model_type="qwen2_vl",
+            video_token_attr="video_token_id",
+            image_token_attr="image_token_id",
+            video_inputs=("pixel_values_videos", "video_grid_thw"),
+            image_inputs=("pixel_values", "image_grid_thw"),
+            compatibility=_QWEN_VISION_GEOMETRY,
+            video_token_counts=_grid_token_counts,
+        ),
+        FamilySpec(
             model_type="qwen2_5_vl",
             video_token_attr="video_token_id",
             image_token_attr="image_token_id",
             video_inputs=("pixel_values_videos", "video_grid_thw", "second_per_grid_ts"),
             image_inputs=("pixel_values", "image_grid_thw"),
-            positions="mrope",
-            compatibility=(
-                "video_token_id",
-                "image_token_id",
-                "vision_start_token_id",
-                "vision_end_token_id",
-                *_QWEN_VISION_GEOMETRY,
-                "vision_config.tokens_per_second",  # M-RoPE temporal spacing of the video positions
-            ),
+            # tokens_per_second: the M-RoPE temporal spacing of the video positions.
+            compatibility=(*_QWEN_VISION_GEOMETRY, "vision_config.tokens_per_second"),
             video_token_counts=_grid_token_counts,
+        ),
+        FamilySpec(
+            # Placeholders are split per frame (timestamp text between frames); deepstack features are sliced
+            # together with the pooled features (transformers' _slice_mm_encoder_output).
+            model_type="qwen3_vl",
+            video_token_attr="video_token_id",
+            image_token_attr="image_token_id",
+            video_inputs=("pixel_values_videos", "video_grid_thw"),
+            image_inputs=("pixel_values", "image_grid_thw"),
+            compatibility=_QWEN_VISION_GEOMETRY,
+            video_token_counts=_grid_token_counts,
+        ),
+        FamilySpec(
+            model_type="llava_onevision",
+            video_token_attr="video_token_id",
+            image_token_attr="image_token_id",
+            video_inputs=("pixel_values_videos", "image_sizes_videos"),
+            image_inputs=("pixel_values", "image_sizes", "batch_num_images"),
+            compatibility=(*_LLAVA_GEOMETRY, "vision_aspect_ratio"),
+            video_token_counts=_llava_onevision_token_counts,
+        ),
+        FamilySpec(
+            model_type="llava_next_video",
+            video_token_attr="video_token_id",
+            image_token_attr="image_token_id",
+            video_inputs=("pixel_values_videos",),
+            image_inputs=("pixel_values", "image_sizes"),
+            compatibility=(*_LLAVA_GEOMETRY, "spatial_pool_stride"),
+            video_token_counts=_llava_next_video_token_counts,
         ),
     )
 }
