@@ -4,14 +4,14 @@ lm_head scaled for large greedy margins — DESIGN.md §4) and the real processo
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 import torch
 
 import specvlm_hf  # noqa: F401  (registers the kwarg)
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread: the tiny models are overhead-bound, and two threads on a loaded 2-core machine are ~10x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,15 @@ Provenance (looked up, not typed from memory):
   template fallback table on the exact template of "Qwen2-VL-2B-Instruct (tokenizer_config.json)", identical
   character for character. Hence the family-neutral name. (The base, non-Instruct Qwen2-VL checkpoints have a
   different, chat-less template; the tiny fixtures model the Instruct ones.)
+- ``LLAVA_ONEVISION_CHAT_TEMPLATE`` is the template the llava-hf LLaVA-OneVision checkpoints were converted with:
+  the ``chat_template`` string of huggingface/transformers
+  ``src/transformers/models/llava_onevision/convert_llava_onevision_weights_to_hf.py`` (the script that wrote
+  ``llava-hf/llava-onevision-qwen2-{0.5b,7b}-ov-hf``). No default system prompt; images, then videos, then text.
 """
 
 from __future__ import annotations
 
-__all__ = ["QWEN2_VL_CHAT_TEMPLATE", "QWEN2_5_VL_CHAT_TEMPLATE"]
+__all__ = ["LLAVA_ONEVISION_CHAT_TEMPLATE", "QWEN2_5_VL_CHAT_TEMPLATE", "QWEN2_VL_CHAT_TEMPLATE"]
 
 # One line, exactly as in chat_template.json (the newlines are real "\n" characters inside the string).
 QWEN2_VL_CHAT_TEMPLATE: str = (
@@ -44,3 +48,17 @@ QWEN2_VL_CHAT_TEMPLATE: str = (
 
 #: Qwen2.5-VL-Instruct uses the Qwen2-VL template unchanged.
 QWEN2_5_VL_CHAT_TEMPLATE: str = QWEN2_VL_CHAT_TEMPLATE
+
+# As in the conversion script (a Python string there, so "\n" is a real newline inside the Jinja string literals).
+LLAVA_ONEVISION_CHAT_TEMPLATE: str = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>\n' }}{% endfor %}"
+    "{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] }}{% endgeneration %}{% endfor %}{% endif %}"
+    "{{'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)

@@ -10,9 +10,14 @@ Public API::
     processor = build_processor("qwen2_5_vl")               # real Qwen2_5_VLProcessor
     inputs = make_inputs(processor, video=make_video())     # BatchFeature ready for target.generate(**inputs)
     out = target.generate(**inputs, max_new_tokens=20, do_sample=False)
+    write_video_file("clip.mkv", make_video(8, 112, 112)); make_inputs(processor, video="clip.mkv")
 
-Per-family facts live in one table, :data:`FAMILIES`, keyed by ``config.model_type``; adding a family means adding
-one :class:`FamilySpec` entry (config factory, processor factory, token table, vocab sizes, template).
+Per-family facts live in one table, :data:`FAMILIES`, keyed by ``config.model_type``: "qwen2_5_vl", "qwen2_vl"
+and "llava_onevision" now. Adding a family means adding one :class:`FamilySpec` entry (config factory, processor
+factory, added-token table, vocab sizes, template, geometry).
+
+Speed: a pair builds in ~0.2-0.3 s and a 20-token generate takes ~0.1-0.2 s with ``torch.set_num_threads(1)``.
+With 2 intra-op threads on a busy 2-core machine the same generate takes ~2 s (thread contention on tiny ops).
 
 Why the weights look the way they do (see :func:`build_tiny_model`):
 
@@ -21,10 +26,15 @@ Why the weights look the way they do (see :func:`build_tiny_model`):
 - linear weights have std ``1/sqrt(fan_in)`` (not the checkpoint-style 0.02) so activations stay O(1) and the
   attention logits have O(1) spread: with std 0.02 and hidden 64 every attention row is uniform, which makes
   verifier-guided scores degenerate;
-- the ``lm_head`` rows of the "emittable" ids are scaled so logits have a large spread (``logit_std``, default 100)
-  and every other row is exactly zero. Random tiny models otherwise produce near-ties that flip between kernels
-  (DESIGN §4); here the top-2 margin is typically tens of logits. Zero rows give logit 0 while the max over the
-  emittable rows is ~+250, so the non-emittable ids are never chosen, greedy or sampled.
+- the ``lm_head`` rows of the "emittable" ids (default: whole-word tokens of the local tokenizer, all below the
+  draft's vocab size) are drawn so the logits have a large spread (``logit_std``, default 100), and every other row
+  is exactly zero. Zero rows give logit 0 while the max over the emittable rows is ~+250, so special ids,
+  placeholders, EOS and the padded ids >= 151936 are never produced, greedy or sampled, and decoded output is words.
+  The spread makes top-2 margins large in absolute terms (typically tens of logits, so near-tie checks with an
+  absolute tolerance mean something, and sampling is nearly greedy). It does not change the *relative* gap: what keeps
+  greedy output stable across kernels (sdpa vs eager, 1-token vs multi-token forwards) is float32's ~1e-6 relative
+  error against a typical relative top-2 gap of a few percent; a flip needs a gap ~1e4 times smaller than typical.
+  Pass ``logit_std`` ~1-3 for sampling tests that need real randomness.
 """
 
 from __future__ import annotations
@@ -41,10 +51,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .chat_templates import QWEN2_5_VL_CHAT_TEMPLATE, QWEN2_VL_CHAT_TEMPLATE
+from .chat_templates import LLAVA_ONEVISION_CHAT_TEMPLATE, QWEN2_5_VL_CHAT_TEMPLATE, QWEN2_VL_CHAT_TEMPLATE
 
 __all__ = [
     "FAMILIES",
+    "LLAVA_ONEVISION_ADDED_TOKENS",
+    "QWEN2_ADDED_TOKENS",
+    "Emit",
     "FamilySpec",
     "TinyArch",
     "build_processor",
@@ -55,6 +68,7 @@ __all__ = [
     "make_inputs",
     "make_video",
     "read_video_file",
+    "video_placeholder_count",
     "write_video_file",
 ]
 
@@ -71,7 +85,10 @@ Emit = Literal["words", "text", "shared", "all"]
 
 # Qwen2's pre-tokenisation regex (transformers.models.qwen2.tokenization_qwen2.PRETOKENIZE_REGEX; the same pattern is
 # in the checkpoints' tokenizer.json). Using it means prompts split into the same pieces as with the real tokenizer.
-_QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+_QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+    r"""\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 
 # The 22 added tokens of the Qwen2 / Qwen2-VL / Qwen2.5-VL tokenizers: (id, content, special). Provenance: the
 # checkpoints' tokenizer_config.json "added_tokens_decoder" (ids 151643-151664 contiguous; 151657-151664 are
@@ -102,6 +119,17 @@ QWEN2_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
     (151664, "<|file_sep|>", False),
 )
 
+# LLaVA-OneVision (llava-hf): the Qwen2-Instruct tokenizer (3 added tokens) plus "<image>" and "<video>", added as
+# special tokens by transformers' convert_llava_onevision_weights_to_hf.py; config.json image_token_index 151646,
+# video_token_index 151647.
+LLAVA_ONEVISION_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
+    (151643, "<|endoftext|>", True),
+    (151644, "<|im_start|>", True),
+    (151645, "<|im_end|>", True),
+    (151646, "<image>", True),
+    (151647, "<video>", True),
+)
+
 # Words the model may emit (as " word" tokens) and that prompts are made of. Lower-case, ASCII, no duplicates.
 _WORDS: tuple[str, ...] = tuple(
     (
@@ -127,7 +155,7 @@ _EMIT_PUNCT: tuple[str, ...] = (".", ",")
 @functools.lru_cache(maxsize=1)
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable-character map; Qwen2's byte-level BPE uses the same one."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -328,7 +356,10 @@ class FamilySpec:
     model_type: str
     #: (id, content, special) for every added token, real ids.
     added_tokens: tuple[tuple[int, str, bool], ...]
-    #: config-level token ids, real values (e.g. {"image_token_id": 151655, ...}).
+    #: the placeholder ids the processor expands (real values).
+    image_token_id: int
+    video_token_id: int
+    #: config kwargs carrying token ids, real values, under the config's own names (e.g. {"image_token_id": 151655}).
     config_token_ids: dict[str, int]
     bos_token_id: int | None
     eos_token_id: int
@@ -358,14 +389,6 @@ class FamilySpec:
     min_pixels: int = 112 * 112
     max_pixels: int = 168 * 168
     provenance: str = ""
-
-    @property
-    def video_token_id(self) -> int:
-        return self.config_token_ids["video_token_id"]
-
-    @property
-    def image_token_id(self) -> int:
-        return self.config_token_ids["image_token_id"]
 
 
 def _qwen_mrope_section(head_dim: int) -> list[int]:
@@ -493,6 +516,8 @@ def _qwen2_vl_processor(spec: FamilySpec, tokenizer: Any, min_pixels: int, max_p
 # (tokenizer_config.json: eos "<|im_end|>", pad "<|endoftext|>", bos null, these additional_special_tokens).
 _QWEN_VL_TOKENS: dict[str, Any] = dict(
     added_tokens=QWEN2_ADDED_TOKENS,
+    image_token_id=151655,
+    video_token_id=151656,
     config_token_ids={
         "image_token_id": 151655,
         "video_token_id": 151656,
@@ -588,8 +613,111 @@ def _qwen2_vl_spec() -> FamilySpec:
     )
 
 
-#: model_type -> FamilySpec. Supported: "qwen2_5_vl", "qwen2_vl".
-FAMILIES: dict[str, FamilySpec] = {spec.model_type: spec for spec in (_qwen2_5_vl_spec(), _qwen2_vl_spec())}
+def _llava_onevision_pinpoints(image_size: int) -> list[list[int]]:
+    # The real grid is every (i*384, j*384) for i, j in 1..6; scaled to the tiny tile size.
+    return [[i * image_size, j * image_size] for i in range(1, 7) for j in range(1, 7)]
+
+
+def _llava_onevision_config(spec: FamilySpec, arch: TinyArch, vocab_size: int) -> Any:
+    from transformers import LlavaOnevisionConfig
+
+    geo = spec.vision_geometry
+    return LlavaOnevisionConfig(
+        text_config=dict(
+            model_type="qwen2",  # Qwen2-Instruct: 1-D RoPE, theta 1e6
+            vocab_size=vocab_size,
+            hidden_size=arch.text_hidden,
+            intermediate_size=arch.text_intermediate,
+            num_hidden_layers=arch.text_layers,
+            num_attention_heads=arch.text_heads,
+            num_key_value_heads=arch.text_kv_heads,
+            hidden_act="silu",
+            max_position_embeddings=spec.max_position_embeddings,
+            rms_norm_eps=1e-6,
+            use_sliding_window=False,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+            bos_token_id=spec.bos_token_id,
+            eos_token_id=spec.eos_token_id,
+        ),
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=arch.vision_hidden,
+            intermediate_size=arch.vision_intermediate,
+            num_hidden_layers=arch.vision_depth,
+            num_attention_heads=arch.vision_heads,
+            image_size=geo["image_size"],
+            patch_size=geo["patch_size"],
+            vision_use_head=False,  # as converted: no pooling head
+        ),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+        image_grid_pinpoints=_llava_onevision_pinpoints(geo["image_size"]),
+        projector_hidden_act="gelu",
+        tie_word_embeddings=False,  # the real 0.5B ties; see _qwen2_5_vl_config
+        **spec.config_token_ids,
+    )
+
+
+def _llava_onevision_processor(spec: FamilySpec, tokenizer: Any, min_pixels: int, max_pixels: int) -> Any:
+    # min/max pixels do not apply: LLaVA-OneVision resizes every frame to the vision tower's square input.
+    from transformers import LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor
+
+    side = spec.vision_geometry["image_size"]
+    return LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(
+            size={"height": side, "width": side}, image_grid_pinpoints=_llava_onevision_pinpoints(side)
+        ),
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(size={"height": side, "width": side}),
+        num_image_tokens=(side // spec.vision_geometry["patch_size"]) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=spec.chat_template,
+    )
+
+
+def _llava_onevision_spec() -> FamilySpec:
+    return FamilySpec(
+        model_type="llava_onevision",
+        added_tokens=LLAVA_ONEVISION_ADDED_TOKENS,
+        image_token_id=151646,
+        video_token_id=151647,
+        config_token_ids={"image_token_index": 151646, "video_token_index": 151647},
+        bos_token_id=151643,
+        eos_token_id=151645,
+        pad_token_id=151643,
+        generation_eos_token_ids=(151645, 151643),  # Qwen2-Instruct generation_config.json
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=("<|im_start|>", "<|im_end|>"),
+        first_special_id=151643,
+        model_max_length=32768,
+        max_position_embeddings=32768,
+        # transformers' conversion script resizes Qwen2's embeddings to vocab + 2 ("<image>", "<video>"), padded to
+        # a multiple of 64: Qwen2-7B-Instruct 152064 -> 152128, Qwen2-0.5B-Instruct 151936 -> 152000.
+        target_vocab=152128,
+        draft_vocab=152000,
+        chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
+        # Real: SigLIP image_size 384, patch 14 -> 27x27 patches, pooled to 14x14 = 196 tokens per frame. Tiny:
+        # image_size 98 -> 7x7 patches, pooled to 4x4 = 16 per frame. 7 is odd like 27, so the ceil in the 2x
+        # bilinear pooling is exercised the same way; the single trailing image_newline token is kept.
+        vision_geometry={"patch_size": 14, "image_size": 98},
+        target_arch=_QWEN_TARGET_ARCH,
+        draft_arch=_QWEN_DRAFT_ARCH,
+        make_config=_llava_onevision_config,
+        make_processor=_llava_onevision_processor,
+        provenance=(
+            "config.json of llava-hf/llava-onevision-qwen2-*-ov-hf: image_token_index 151646, video_token_index "
+            "151647, strategy full, layer -1, anyres_max_9; convert_llava_onevision_weights_to_hf.py: chat "
+            "template, <image>/<video> added to the Qwen2-Instruct tokenizer, vocab padding to 64, num_image_tokens"
+        ),
+    )
+
+
+#: model_type -> FamilySpec. Supported: "qwen2_5_vl", "qwen2_vl", "llava_onevision".
+FAMILIES: dict[str, FamilySpec] = {
+    spec.model_type: spec for spec in (_qwen2_5_vl_spec(), _qwen2_vl_spec(), _llava_onevision_spec())
+}
 
 
 def _family(model_type: str) -> FamilySpec:
@@ -611,26 +739,35 @@ def _param_generator(seed: int, name: str) -> torch.Generator:
 
 @torch.no_grad()
 def _init_tiny_weights_(model: torch.nn.Module, *, seed: int, emit_ids: torch.Tensor, logit_std: float) -> None:
-    lm_head = model.get_output_embeddings()
-    embed = model.get_input_embeddings()
+    lm_head = model.get_output_embeddings().weight
+    kinds: dict[int, str] = {}  # id(param) -> how to initialise it, decided by the module that owns it
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            kinds[id(module.weight)] = "unit"  # token / position embeddings at the scale of the vision features
+        elif isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+            kinds[id(module.weight)] = "fan_in"
+            if module.bias is not None:
+                kinds[id(module.bias)] = "zero"
+        elif "Norm" in type(module).__name__:  # RMSNorm / LayerNorm of every family
+            for pname, param in module.named_parameters(recurse=False):
+                kinds[id(param)] = "one" if pname == "weight" else "zero"
     for name, param in model.named_parameters():
         gen = _param_generator(seed, name)
-        if param is lm_head.weight:
+        kind = "lm_head" if param is lm_head else kinds.get(id(param), "unit")  # e.g. LLaVA's image_newline
+        if kind == "lm_head":
             hidden = param.shape[1]
             # logit_j = <h, w_j> with RMS-normalised h (|h| ~ sqrt(hidden)): std(w) = logit_std / sqrt(hidden).
             rows = torch.randn(len(emit_ids), hidden, generator=gen) * (logit_std / math.sqrt(hidden))
             param.zero_()
             param[emit_ids] = rows.to(param.dtype)
-        elif param is embed.weight:
-            # unit-scale token embeddings, the same scale as the merger's vision features
-            param.copy_(torch.randn(param.shape, generator=gen))
-        elif name.endswith(".bias"):
+        elif kind == "zero":
             param.zero_()
-        elif param.ndim == 1:  # RMSNorm / LayerNorm weights
+        elif kind == "one":
             param.fill_(1.0)
+        elif kind == "fan_in":
+            param.copy_(torch.randn(param.shape, generator=gen) / math.sqrt(param[0].numel()))
         else:
-            fan_in = param[0].numel()
-            param.copy_(torch.randn(param.shape, generator=gen) / math.sqrt(fan_in))
+            param.copy_(torch.randn(param.shape, generator=gen))
 
 
 def build_tiny_model(
@@ -747,10 +884,11 @@ def build_processor(
 ) -> Any:
     """The family's real processor class around the local tokenizer, real chat template and real image/video processors.
 
-    ``min_pixels`` / ``max_pixels`` bound each frame's (and image's) area before patching; the defaults
-    (112² .. 168²) make a 56 px frame upscale to 112 px (16 tokens per 2 frames) and cap frames at 168 px (36 tokens
-    per 2 frames), so 4-8 frame test videos give ~30-150 video tokens. The real checkpoints use 3136 .. 12845056
-    for images (and 100352 .. 602112 for video frames).
+    Qwen families: ``min_pixels`` / ``max_pixels`` bound each frame's (and image's) area before patching; the
+    defaults (112² .. 168²) make a 56 px frame upscale to 112 px (16 tokens per 2 frames) and cap frames at 168 px
+    (36 tokens per 2 frames), so 4-8 frame test videos give ~30-150 video tokens. The real checkpoints use
+    3136 .. 12845056 for images (and 100352 .. 602112 for video frames). LLaVA-OneVision ignores them: every frame is
+    resized to the vision tower's square input (98 px here: 16 tokens per frame, plus one newline token per video).
     """
     spec = _family(model_type)
     return spec.make_processor(
@@ -910,7 +1048,8 @@ def make_inputs(
             (i = their index) at the first video's size, or 4x56x56 when none is given.
         question: the user text.
         question_first: put the text before the video(s) instead of after (after is the usual layout; before puts
-            every query token of the verifier-guided scoring in the template suffix).
+            every query token of the verifier-guided scoring in the template suffix). Only templates that keep the
+            content order honour it: LLaVA-OneVision's renders images, then videos, then text, whatever the order.
         num_videos: minimum number of videos in the turn (0 with ``video=None`` gives a text/image-only prompt).
         image: optional image (HWC uint8 array or PIL image), placed before the videos.
         fps: the frame rate the in-memory frames stand for. It sets ``second_per_grid_ts`` (= temporal_patch_size /
