@@ -94,3 +94,45 @@ def test_kwargs_positional_inputs_and_generation_config(qwen_pair, video_inputs)
     out = target.generate(input_ids, generation_config, **inputs, assistant_model=draft,
                           video_pruning=PruneConfig(keep_ratio=0.3).to_dict())
     assert_same_tokens(out, ref)
+
+
+@pytest.mark.parametrize(
+    "target_vocab, draft_vocab, emit",
+    [(151936, 152064, "words"), (152064, 151936, "padding_row"), (152064, 152064, "words")],
+    ids=["draft_vocab_larger", "target_emits_ids_the_draft_cannot_embed", "same_vocab"],
+)
+def test_vocabulary_padding_both_ways(video_inputs, target_vocab, draft_vocab, emit):
+    from specvlm_hf.testbed import tiny
+
+    target, draft = tiny.build_tiny_pair("qwen2_5_vl", seed=4, target_vocab=target_vocab, draft_vocab=draft_vocab)
+    inputs = video_inputs(num_frames=4)
+    if emit == "padding_row":
+        # Make the target emit an id from its padding rows, which the draft cannot embed: copy the row of its most
+        # frequent output token there, amplified.
+        plain = target.generate(**inputs, max_new_tokens=16)[0, inputs["input_ids"].shape[1]:]
+        frequent = int(plain.mode().values)
+        with torch.no_grad():
+            target.lm_head.weight[152000] = target.lm_head.weight[frequent] * 1.5
+    ref = target.generate(**inputs, max_new_tokens=16)
+    if emit == "padding_row":
+        assert bool((ref[0, inputs["input_ids"].shape[1]:] >= draft_vocab).any()), "the test must exercise the case"
+    out = target.generate(**inputs, max_new_tokens=16, assistant_model=draft, video_pruning=PruneConfig())
+    assert_same_tokens(out, ref)
+
+
+def test_video_file_read_with_pyav(qwen_pair, qwen_processor, tmp_path):
+    """A small .mp4 written and read back with PyAV (transformers' own `load_video` backend), end to end."""
+    from transformers.video_utils import load_video
+
+    from specvlm_hf.testbed import tiny
+
+    target, draft = qwen_pair
+    path = tiny.write_video_file(tmp_path / "clip.mp4", tiny.make_video(num_frames=6, height=64, width=64, seed=2))
+    frames, metadata = load_video(str(path), backend="pyav")
+    assert frames.shape[0] == 6
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Describe the video."}]}]
+    prompt = qwen_processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = qwen_processor(text=[prompt], videos=[frames], video_metadata=[metadata], return_tensors="pt")
+    ref = target.generate(**inputs, max_new_tokens=10)
+    out = target.generate(**inputs, max_new_tokens=10, assistant_model=draft, video_pruning=PruneConfig())
+    assert_same_tokens(out, ref)
