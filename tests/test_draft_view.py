@@ -56,8 +56,10 @@ def test_draft_prefill_embeddings_are_its_own_tower_at_kept_rows(qwen_pair, vide
         features = draft.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"],
                                             return_dict=True).pooler_output
         expected[prompt[keep_mask] == VIDEO] = torch.cat(features)[kept[0]]
-    assert captured[0].shape[1] == int(keep_mask.sum()) < prompt.numel()
-    torch.testing.assert_close(captured[0][0], expected, atol=1e-5, rtol=1e-5)
+    # The draft's prefill is the pruned prompt followed by the target's first generated token.
+    kept_length = int(keep_mask.sum())
+    assert captured[0].shape[1] == kept_length + 1 and kept_length < prompt.numel()
+    torch.testing.assert_close(captured[0][0, :kept_length], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_perturbed_draft_tower_lowers_acceptance(qwen_pair, qwen_self_draft, video_inputs):

@@ -126,6 +126,8 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self.positions: DraftPositions | None = None
         self.cache: DynamicCache | None = None
         self.fed: list[int] = []  # generated tokens (target ids) already in the draft cache, in order
+        self._verified = 0  # how many of `fed` the target has already accepted
+        self.keep_mask: torch.Tensor | None = None
         self.kept_rows: torch.Tensor | None = None
         self._awaiting_prefill = True
         self._last_candidates = 0
@@ -150,9 +152,14 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
                 self._arm_capture()
                 self._last_candidates = 0
                 return input_ids, None
-            if self.cache is None:
-                self._prefill_draft(input_ids)
-            candidates, logits = self._draft(input_ids)
+            if self.positions is None:
+                self._plan_pruned_prompt()
+            # Never draft past max_length (as the stock assisted generator).
+            budget = min(self.prune_config.num_draft_tokens, self.max_length - input_ids.shape[1] - 1)
+            if budget <= 0:
+                self._last_candidates = 0
+                return input_ids, None
+            candidates, logits = self._draft(input_ids, budget)
             self._last_candidates = candidates.shape[1] - input_ids.shape[1]
             return candidates, logits
         finally:
@@ -222,22 +229,35 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
             video_sizes=self.video_sizes,
         ).to(self.video_positions.device)
 
-    def _prefill_draft(self, input_ids: torch.LongTensor) -> None:
+    def _plan_pruned_prompt(self) -> None:
+        """Select the kept video tokens and derive the draft's pruned prompt layout and positions."""
         self.kept_rows = self._select()
-        keep_mask = torch.ones(self.prompt_length, dtype=torch.bool, device=input_ids.device)
+        keep_mask = torch.ones(self.prompt_length, dtype=torch.bool, device=self._prompt_ids.device)
         keep_mask[self.video_positions] = False
         keep_mask[self.video_positions[self.kept_rows]] = True
+        self.keep_mask = keep_mask
         self.stats.kept_video_tokens = self.kept_rows.numel()
         self.positions = DraftPositions(self.prompt_positions, keep_mask, self.prune_config.positions)
 
+    def _prefill_draft(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """The draft's prefill: the pruned prompt and the tokens generated so far, in one forward.
+
+        Returns the draft's logits for the next token.
+        """
         start = time.perf_counter()
         features = self._draft_features()
         self.cache = DynamicCache(config=self.draft.config.get_text_config())
         # Sliding-window layers keep their past so that rollbacks stay possible (DESIGN.md §3).
         self.cache.activate_past_recording()
-        pruned_prompt = input_ids[:, : self.prompt_length][:, keep_mask]
-        self._draft_forward(pruned_prompt, self.positions.prompt(), features)
+        generated = input_ids[:, self.prompt_length :]
+        ids = torch.cat([self._prompt_ids[None, self.keep_mask], generated], dim=-1)
+        positions = torch.cat(
+            [self.positions.prompt(), self.positions.generated(self.prompt_length, generated.shape[1])], dim=-1
+        )
+        logits = self._draft_forward(ids, positions, features)
+        self.fed = generated[0].tolist()
         self.stats.draft_prefill_s += time.perf_counter() - start
+        return logits
 
     def _draft_features(self) -> dict[str, Any]:
         """The draft's own vision features: all image rows, the kept video rows."""
@@ -263,19 +283,18 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
 
     # -- stage 3: the draft loop ---------------------------------------------------------------------------------
 
-    def _draft(self, input_ids: torch.LongTensor) -> tuple[torch.LongTensor, torch.FloatTensor | None]:
-        cur_len = input_ids.shape[1]
-        budget = min(self.prune_config.num_draft_tokens, self.max_length - cur_len - 1)
-        if budget <= 0:
-            return input_ids, None
-        generated = input_ids[0, self.prompt_length :].tolist()
-        self._rollback(generated)
-        pending = input_ids[:, self.prompt_length + len(self.fed) :]
+    def _draft(self, input_ids: torch.LongTensor, budget: int) -> tuple[torch.LongTensor, torch.FloatTensor]:
+        if self.cache is None:
+            logits = self._prefill_draft(input_ids)
+        else:
+            self._rollback(input_ids)
+            logits = self._draft_forward(input_ids[:, self.prompt_length + len(self.fed) :])
 
         sequence = input_ids
         drafted_logits = []
-        for _ in range(budget):
-            logits = self._draft_forward(pending)
+        for step in range(budget):
+            if step:
+                logits = self._draft_forward(sequence[:, -1:])
             scores = self.logits_processor(sequence, self._to_target_vocab(logits))
             if self.do_sample:
                 token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
@@ -283,21 +302,26 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
                 token = scores.argmax(dim=-1, keepdim=True)
             drafted_logits.append(scores)
             sequence = torch.cat([sequence, token.to(sequence.device)], dim=-1)
-            pending = token
         # The candidate logits are exactly the processed distributions the tokens were drawn from (exact sampling).
         return sequence, torch.stack(drafted_logits, dim=1)
 
-    def _rollback(self, generated: list[int]) -> None:
-        """Crop the draft cache to the longest prefix of what it has seen that the target accepted."""
-        common = 0
-        for seen, accepted in zip(self.fed, generated):
-            if seen != accepted:
+    def _rollback(self, input_ids: torch.LongTensor) -> None:
+        """Crop the draft cache to the longest prefix of what it has seen that the target accepted.
+
+        Only the tokens fed since the last round can disagree (everything before was already verified).
+        """
+        start = self._verified
+        accepted = input_ids[0, self.prompt_length + start : self.prompt_length + len(self.fed)].tolist()
+        common = start
+        for seen, kept in zip(self.fed[start:], accepted):
+            if seen != kept:
                 break
             common += 1
         stale = len(self.fed) - common
         if stale:
             self.cache.crop(-stale)
             del self.fed[common:]
+        self._verified = len(self.fed)
 
     def _draft_forward(self, ids: torch.LongTensor, positions: torch.Tensor | None = None, features=None):
         """One draft forward on `ids` (target vocabulary) appended to its cache; returns the last logits."""
