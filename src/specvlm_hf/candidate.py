@@ -295,7 +295,8 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         for step in range(budget):
             if step:
                 logits = self._draft_forward(sequence[:, -1:])
-            scores = self.logits_processor(sequence, self._to_target_vocab(logits))
+            # Processors index scores with the sequence's ids: keep both on the sequence's device (device maps).
+            scores = self.logits_processor(sequence, self._to_target_vocab(logits).to(sequence.device))
             if self.do_sample:
                 token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
             else:

@@ -91,6 +91,10 @@ def is_registered() -> bool:
 def _generate(self, *args, **kwargs):
     value = kwargs.pop("video_pruning", None)
     if value is None:
+        # A GenerationConfig may carry it too (e.g. saved and reloaded: then it is the to_dict() form).
+        generation_config = kwargs.get("generation_config", args[1] if len(args) > 1 else None)
+        value = getattr(generation_config, "video_pruning", None)
+    if value is None:
         return _STOCK["generate"](self, *args, **kwargs)
     prune_config = PruneConfig.coerce(value)
     call = _prepare_call(self, prune_config, args, kwargs)
