@@ -54,7 +54,7 @@ def returns_unprocessed_logits(monkeypatch):
     """The wrong variant: sample from the processed distribution but return the raw draft logits."""
     original = PrunedVideoCandidateGenerator._draft
 
-    def wrong(self, input_ids):
+    def wrong(self, input_ids, budget):
         raw = []
         to_target_vocab = self._to_target_vocab
 
@@ -64,7 +64,7 @@ def returns_unprocessed_logits(monkeypatch):
 
         self._to_target_vocab = record
         try:
-            sequence, logits = original(self, input_ids)
+            sequence, logits = original(self, input_ids, budget)
         finally:
             del self._to_target_vocab
         return sequence, torch.stack(raw, dim=1) if raw else logits

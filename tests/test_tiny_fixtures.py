@@ -14,9 +14,11 @@ import torch
 
 from specvlm_hf.testbed import tiny
 from specvlm_hf.testbed.chat_templates import (
+    LLAVA_NEXT_VIDEO_CHAT_TEMPLATE,
     LLAVA_ONEVISION_CHAT_TEMPLATE,
     QWEN2_5_VL_CHAT_TEMPLATE,
     QWEN2_VL_CHAT_TEMPLATE,
+    QWEN3_VL_CHAT_TEMPLATE,
 )
 
 QWEN_SPECIALS = {
@@ -31,29 +33,54 @@ QWEN_SPECIALS = {
     "<|file_sep|>": 151664,
 }
 QWEN_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+QWEN_IDS = {  # tokenizer_config.json + config.json + generation_config.json of the Qwen-VL checkpoints
+    "eos": ("<|im_end|>", 151645),
+    "pad": ("<|endoftext|>", 151643),
+    "bos": (None, None),
+    "text_bos_eos": (151643, 151645),
+    "gen_eos": [151645, 151643],
+    "gen_pad": 151643,
+}
 # Real values per family: config.json / tokenizer_config.json / chat_template.json of the checkpoints named.
 EXPECTED = {
     "qwen2_5_vl": {  # Qwen/Qwen2.5-VL-7B-Instruct (target) and -3B-Instruct (draft)
+        **QWEN_IDS,
         "specials": QWEN_SPECIALS,
         "image": 151655,
         "video": 151656,
         "vocab": (152064, 151936),
+        "patch": 14,
         "processor": "Qwen2_5_VLProcessor",
         "video_processor": "Qwen2VLVideoProcessor",
         "prompt": QWEN_SYSTEM + "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Hi.<|im_end|>\n"
         "<|im_start|>assistant\n",
     },
     "qwen2_vl": {  # Qwen/Qwen2-VL-7B-Instruct and -2B-Instruct
+        **QWEN_IDS,
         "specials": QWEN_SPECIALS,
         "image": 151655,
         "video": 151656,
         "vocab": (152064, 151936),
+        "patch": 14,
         "processor": "Qwen2VLProcessor",
         "video_processor": "Qwen2VLVideoProcessor",
         "prompt": QWEN_SYSTEM + "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Hi.<|im_end|>\n"
         "<|im_start|>assistant\n",
     },
+    "qwen3_vl": {  # Qwen/Qwen3-VL-{2B,4B,8B}-Instruct; all 151936: the tiny TARGET is padded to 152064 on purpose
+        **QWEN_IDS,
+        "specials": {**QWEN_SPECIALS, "<tool_response>": 151665, "<think>": 151667, "</think>": 151668},
+        "image": 151655,
+        "video": 151656,
+        "vocab": (152064, 151936),
+        "patch": 16,
+        "processor": "Qwen3VLProcessor",
+        "video_processor": "Qwen3VLVideoProcessor",
+        # no default system prompt
+        "prompt": "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Hi.<|im_end|>\n<|im_start|>assistant\n",
+    },
     "llava_onevision": {  # llava-hf/llava-onevision-qwen2-7b-ov-hf and -0.5b-ov-hf
+        **QWEN_IDS,
         "specials": {
             "<|endoftext|>": 151643,
             "<|im_start|>": 151644,
@@ -64,14 +91,33 @@ EXPECTED = {
         "image": 151646,
         "video": 151647,
         "vocab": (152128, 152000),
+        "patch": 14,
         "processor": "LlavaOnevisionProcessor",
         "video_processor": "LlavaOnevisionVideoProcessor",
         "prompt": "<|im_start|>user\n<video>\nHi.<|im_end|>\n<|im_start|>assistant\n",
+    },
+    "llava_next_video": {  # llava-hf/LLaVA-NeXT-Video-7B-hf (Vicuna-7B-v1.5 tokenizer); the draft vocab is unpadded
+        "specials": {"<unk>": 0, "<s>": 1, "</s>": 2, "<video>": 32000, "<image>": 32001},
+        "eos": ("</s>", 2),
+        "pad": ("<unk>", 0),
+        "bos": ("<s>", 1),
+        "text_bos_eos": (1, 2),
+        "gen_eos": [2],
+        "gen_pad": 0,
+        "image": 32001,
+        "video": 32000,
+        "vocab": (32064, 32003),
+        "patch": 14,
+        "processor": "LlavaNextVideoProcessor",
+        "video_processor": "LlavaNextVideoVideoProcessor",
+        "prompt": "USER: <video>\nHi. ASSISTANT:",
     },
 }
 TEMPLATE_SHA256 = {  # of the template strings as read (see chat_templates.py for where)
     "qwen": "a0bc6f6fc7a29a80017a433e8f03a1cc1236e838a944a2d034295a60c4f2fddb",
     "llava_onevision": "f741044c80eb2fb78a62fe765fe9564e0170cf359becbac1298b5c1ce2e25b41",
+    "qwen3_vl": "3636d0f0bd6bef02654cdffdc447b79cb2cef8ab02cc75267345946291a489e4",
+    "llava_next_video": "fe19699853f9ccc1b24126143c527bbc3d0b3cf75ae9a26fbc315be69ad4caf0",  # reconstructed
 }
 FAMILY_TYPES = sorted(tiny.FAMILIES)
 QWEN_TYPES = [t for t in FAMILY_TYPES if t.startswith("qwen")]
@@ -115,17 +161,56 @@ def _video_token_count(model_type, batch):
     """Placeholders the processor must have produced, computed from the family's own geometry."""
     if model_type.startswith("qwen"):  # one token per 2x2 merged patch of each temporal pair
         return int(batch["video_grid_thw"].prod(-1).sum()) // 4
-    frames = batch["pixel_values_videos"].shape[1]  # LLaVA-OV: 7x7 patches pooled to 4x4 per frame, + 1 newline
+    frames = batch["pixel_values_videos"].shape[1]
+    if model_type == "llava_next_video":  # 112 px / patch 14 = 8x8 patches, average-pooled (stride 2) to 4x4
+        return batch["pixel_values_videos"].shape[0] * frames * 16
+    # LLaVA-OV: 7x7 patches pooled to 4x4 per frame, + 1 newline
     return batch["pixel_values_videos"].shape[0] * (frames * 16 + 1)
+
+
+def _qwen3_timestamps(num_frames, fps):
+    """Qwen3-VL's frame-pair timestamps: the mean time of the two frames of each temporal patch."""
+    times = [i / fps for i in range(num_frames)]
+    times += times[-1:] * (num_frames % 2)  # an odd clip repeats its last frame
+    return [(times[i] + times[i + 1]) / 2 for i in range(0, len(times), 2)]
 
 
 # --- ids, vocab sizes, templates ------------------------------------------------------------------------------------
 
 
 def test_templates_are_the_real_ones():
-    templates = {"qwen": QWEN2_5_VL_CHAT_TEMPLATE, "llava_onevision": LLAVA_ONEVISION_CHAT_TEMPLATE}
+    templates = {
+        "qwen": QWEN2_5_VL_CHAT_TEMPLATE,
+        "llava_onevision": LLAVA_ONEVISION_CHAT_TEMPLATE,
+        "qwen3_vl": QWEN3_VL_CHAT_TEMPLATE,
+        "llava_next_video": LLAVA_NEXT_VIDEO_CHAT_TEMPLATE,
+    }
     assert {k: hashlib.sha256(t.encode()).hexdigest() for k, t in templates.items()} == TEMPLATE_SHA256
     assert QWEN2_VL_CHAT_TEMPLATE == QWEN2_5_VL_CHAT_TEMPLATE
+    # Qwen3-VL's file is multi-line Jinja: real newlines between statements, backslash-n inside string literals.
+    assert QWEN3_VL_CHAT_TEMPLATE.startswith("{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n")
+    assert QWEN3_VL_CHAT_TEMPLATE.endswith(
+        "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model_type", "content", "expected"),
+    [  # transformers' tests for llava-hf/LLaVA-NeXT-Video-7B-hf (test_processor_llava_next_video.py)
+        ("llava_next_video", [{"type": "image"}], "USER: <image>\nWhat is shown in this image? ASSISTANT:"),
+        ("llava_next_video", [{"type": "video"}], "USER: <video>\nWhat is shown in this video? ASSISTANT:"),
+        ("qwen3_vl", [{"type": "image"}], "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What is shown "
+         "in this image?<|im_end|>\n<|im_start|>assistant\n"),
+    ],
+)  # fmt: skip
+def test_templates_render_like_the_real_processors(model_type, content, expected):
+    question = "What is shown in this " + content[0]["type"] + "?"
+    messages = [{"role": "user", "content": [*content, {"type": "text", "text": question}]}]
+    processor = tiny.build_processor(model_type)
+    assert processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == expected
+    system = [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]}]
+    rendered = processor.apply_chat_template(system + messages, add_generation_prompt=True, tokenize=False)
+    assert rendered.startswith("<|im_start|>system\nBe brief.<|im_end|>\n" if model_type == "qwen3_vl" else "Be brief.")
 
 
 def test_tokenizer_has_real_special_ids(processor, model_type):
@@ -133,9 +218,9 @@ def test_tokenizer_has_real_special_ids(processor, model_type):
     tok = processor.tokenizer
     assert tok.convert_tokens_to_ids(list(want["specials"])) == list(want["specials"].values())
     assert tok.convert_ids_to_tokens(list(want["specials"].values())) == list(want["specials"])
-    assert (tok.eos_token, tok.eos_token_id) == ("<|im_end|>", 151645)
-    assert (tok.pad_token, tok.pad_token_id) == ("<|endoftext|>", 151643)
-    assert tok.bos_token is None
+    assert (tok.eos_token, tok.eos_token_id) == want["eos"]
+    assert (tok.pad_token, tok.pad_token_id) == want["pad"]
+    assert (tok.bos_token, tok.bos_token_id) == want["bos"]
     assert (processor.image_token_id, processor.video_token_id) == (want["image"], want["video"])
     assert type(processor).__name__ == want["processor"]
     assert type(processor.video_processor).__name__ == want["video_processor"]
@@ -157,6 +242,57 @@ def test_tokenizer_round_trips_and_splits_like_qwen():
     assert tiny._QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
 
 
+def test_llama_tokenizer_round_trips_and_keeps_the_real_ids():
+    tok = tiny.build_tokenizer("llava_next_video")
+    assert type(tok).__name__ == "LlamaTokenizer" and tok.padding_side == "left"
+    text = "USER: <video>\nWhat is shown in this video? ASSISTANT:"
+    ids = tok(text)["input_ids"]
+    assert ids[0] == 1 and tok.decode(ids[1:]) == text  # BOS prepended; byte fallback: any text round-trips
+    # The real tokenizer (transformers' LLaVA-NeXT-Video processor test) gives these ids; the pieces both vocabularies
+    # hold at the real ids (BOS, "▁", ":", "?", "\n" as byte 0x0A, <video>) must appear in the same order.
+    real = [
+        1,
+        3148,
+        1001,
+        29901,
+        29871,
+        32000,
+        13,
+        5618,
+        338,
+        4318,
+        297,
+        445,
+        4863,
+        29973,
+        319,
+        1799,
+        9047,
+        13566,
+        29901,
+    ]
+    shared = {1, 13, 29871, 29901, 29973, 32000}
+    assert [i for i in ids if i in shared] == [i for i in real if i in shared]
+    pieces = tok.convert_ids_to_tokens(tok("USER: <video>\nDescribe the video. ASSISTANT:")["input_ids"])
+    assert pieces == [
+        "<s>",
+        "▁USER",
+        ":",
+        "▁",
+        "<video>",
+        "<0x0A>",
+        "Describe",
+        "▁the",
+        "▁video",
+        ".",
+        "▁ASSISTANT",
+        ":",
+    ]
+    rare = "A rare wörld, 42!"
+    assert tok.decode(tok(rare)["input_ids"][1:]) == rare
+    assert tiny.build_tokenizer("llava_next_video").padding_side == "left"
+
+
 def test_models_carry_real_ids_vocab_and_geometry(pair, model_type):
     want = EXPECTED[model_type]
     target, draft = pair
@@ -164,11 +300,11 @@ def test_models_carry_real_ids_vocab_and_geometry(pair, model_type):
         cfg = model.config
         assert cfg.model_type == model_type
         assert (cfg.image_token_id, cfg.video_token_id) == (want["image"], want["video"])
-        assert (cfg.text_config.bos_token_id, cfg.text_config.eos_token_id) == (151643, 151645)
-        assert model.generation_config.eos_token_id == [151645, 151643]
-        assert model.generation_config.pad_token_id == 151643 and not model.generation_config.do_sample
+        assert (cfg.text_config.bos_token_id, cfg.text_config.eos_token_id) == want["text_bos_eos"]
+        assert model.generation_config.eos_token_id == want["gen_eos"]
+        assert model.generation_config.pad_token_id == want["gen_pad"] and not model.generation_config.do_sample
         vc = cfg.vision_config
-        assert vc.patch_size == 14
+        assert vc.patch_size == want["patch"]
         if model_type.startswith("qwen"):
             assert (cfg.vision_start_token_id, cfg.vision_end_token_id) == (151652, 151653)
             assert (vc.spatial_merge_size, vc.temporal_patch_size) == (2, 2)
@@ -177,6 +313,22 @@ def test_models_carry_real_ids_vocab_and_geometry(pair, model_type):
             assert vc.fullatt_block_indexes == [vc.depth - 1]  # window attention first, full attention last
         elif model_type == "qwen2_vl":
             assert vc.hidden_act == "quick_gelu"
+        elif model_type == "qwen3_vl":
+            tc = cfg.text_config
+            assert (vc.hidden_act, vc.num_position_embeddings) == ("gelu_pytorch_tanh", 2304)
+            # three deepstack blocks, never the last one (real: [8, 16, 24] of 27, [5, 11, 17] of 24)
+            assert len(vc.deepstack_visual_indexes) == 3 and max(vc.deepstack_visual_indexes) < vc.depth - 1
+            assert len(model.model.visual.deepstack_merger_list) == 3
+            assert tc.head_dim == 32 and tc.num_attention_heads * tc.head_dim != tc.hidden_size  # decoupled, as real
+            assert tc.rope_parameters["mrope_section"] == [6, 5, 5]  # real [24, 20, 20] scaled to head_dim 32
+            assert tc.rope_parameters["rope_theta"] == 5000000.0 and tc.rope_parameters["mrope_interleaved"]
+        elif model_type == "llava_next_video":
+            assert (cfg.vision_feature_select_strategy, cfg.vision_feature_layer) == ("default", -2)
+            assert (cfg.spatial_pool_mode, cfg.spatial_pool_stride) == ("average", 2)
+            assert vc.image_size // vc.patch_size == 8  # even, like the real 24: pooled to 4x4 per frame
+            assert (vc.model_type, vc.hidden_act) == ("clip_vision_model", "quick_gelu")
+            assert cfg.text_config.rope_parameters["rope_type"] == "linear"
+            assert cfg.text_config.num_key_value_heads == cfg.text_config.num_attention_heads  # Vicuna: no GQA
         else:
             assert (cfg.vision_feature_select_strategy, cfg.vision_feature_layer) == ("full", -1)
             assert cfg.vision_aspect_ratio == "anyres_max_9" and not vc.vision_use_head
@@ -191,7 +343,8 @@ def test_models_carry_real_ids_vocab_and_geometry(pair, model_type):
 
 def test_pair_is_compatible_but_different(pair):
     target, draft = pair
-    keys = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    keys = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id", "spatial_pool_mode",
+            "spatial_pool_stride", "vision_feature_select_strategy", "vision_feature_layer", "image_grid_pinpoints")  # fmt: skip
     assert all(getattr(target.config, k, None) == getattr(draft.config, k, None) for k in keys)
     geometry = ("patch_size", "spatial_merge_size", "temporal_patch_size", "window_size", "tokens_per_second",
                 "image_size")  # fmt: skip
@@ -202,11 +355,14 @@ def test_pair_is_compatible_but_different(pair):
     target_conv = next(p for n, p in _vision_tower(target).named_parameters() if p.ndim >= 4)
     draft_conv = next(p for n, p in _vision_tower(draft).named_parameters() if p.ndim >= 4)
     assert target_conv.shape[0] != draft_conv.shape[0]  # own vision towers, of different widths
+    from specvlm_hf.families import check_draft_compatible
+
+    assert check_draft_compatible(target, draft).model_type == target.config.model_type  # the package agrees
 
 
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(ValueError, match="no tiny fixture"):
-        tiny.build_tiny_model("llava_next_video")
+        tiny.build_tiny_model("idefics3")
 
 
 def test_emittable_ids_are_shared_words():
@@ -217,6 +373,19 @@ def test_emittable_ids_are_shared_words():
     assert all(len(tok(" " + w)["input_ids"]) == 1 for w in tok.decode(ids).split() if w.isalpha())
     with pytest.raises(ValueError, match="emit"):
         tiny.emittable_token_ids("bogus", 151936)  # type: ignore[arg-type]
+
+
+def test_llama_emittable_ids_are_shared_words():
+    ids = tiny.emittable_token_ids("words", 32003, "llava_next_video")
+    assert int(ids.max()) < 32000 and int(ids.min()) > 258  # no special / byte / placeholder ids
+    tok = tiny.build_tokenizer("llava_next_video")
+    assert all(t.startswith("▁") or t in (".", ",") for t in tok.convert_ids_to_tokens(ids.tolist()))
+    words = [w for w in tok.decode(ids).split() if w.isalpha()]
+    assert len(words) == len(ids) - 2 and all(  # every id but "." and "," is one whole word
+        tok(" " + w, add_special_tokens=False)["input_ids"] == [tok.convert_tokens_to_ids("▁" + w)] for w in words
+    )
+    shared = tiny.emittable_token_ids("shared", 32064, "llava_next_video")
+    assert (int(shared[0]), int(shared[-1])) == (3, 31999)  # bytes and pieces; never <unk>/<s>/</s> or the specials
 
 
 # --- processors and placeholders ------------------------------------------------------------------------------------
@@ -234,11 +403,26 @@ def test_tokenized_prompt_expands_the_video_placeholder(processor, inputs, model
     decoded = processor.tokenizer.decode(inputs["input_ids"][0])
     n = _video_token_count(model_type, inputs)
     pad = processor.tokenizer.convert_ids_to_tokens(want["video"])
-    if model_type.startswith("qwen"):
+    if model_type == "qwen3_vl":
+        # transformers 5.23: each frame pair becomes "<t seconds><|vision_start|>pads<|vision_end|>" and the template's
+        # own <|vision_start|>...<|vision_end|> stays around the whole video.
+        t, h, w = inputs["video_grid_thw"][0].tolist()
+        frames = "".join(
+            f"<{s:.1f} seconds><|vision_start|>" + pad * (h * w // 4) + "<|vision_end|>"
+            for s in _qwen3_timestamps(4, 2.0)
+        )
+        assert (
+            t == 2
+            and "<|im_start|>user\n<|vision_start|>" + frames + "<|vision_end|>Describe the video.<|im_end|>" in decoded
+        )
+        assert "second_per_grid_ts" not in inputs  # no temporal rope scaling: timestamps are text
+    elif model_type.startswith("qwen"):
         assert "<|vision_start|>" + pad * n + "<|vision_end|>Describe the video.<|im_end|>" in decoded
+    elif model_type == "llava_next_video":
+        assert inputs["input_ids"][0, 0] == 1 and "USER: " + pad * n + "\nDescribe the video. ASSISTANT:" in decoded
     else:
         assert "<|im_start|>user\n" + pad * n + "\nDescribe the video.<|im_end|>" in decoded
-    assert decoded.endswith("<|im_start|>assistant\n")
+    assert decoded.endswith("ASSISTANT:" if model_type == "llava_next_video" else "<|im_start|>assistant\n")
     assert int((inputs["input_ids"] == want["video"]).sum()) == n == tiny.video_placeholder_count(inputs, model_type)
     assert {"input_ids", "attention_mask", "pixel_values_videos"} <= set(inputs)
     if model_type.startswith("qwen"):
@@ -265,7 +449,16 @@ def test_placeholder_count_matches_the_video(processor, model_type, frames, heig
         assert batch["pixel_values_videos"].shape[0] == int(grid.prod(-1).sum())
         # mm_token_type_ids marks exactly the video placeholders (2 = video in the Qwen processors)
         assert torch.equal(batch["mm_token_type_ids"][0] == 2, ids == video_id)
-        assert int((ids == 151652).sum()) == int((ids == 151653).sum()) == num_videos
+        if model_type == "qwen3_vl":  # one block per frame pair (plus the template's outer pair per video)
+            assert int((ids == 151652).sum()) == int((ids == 151653).sum()) == num_videos + int(grid[:, 0].sum())
+            blocks = [b for b in ids.tolist() if b in (151652, 151653, video_id)]
+            runs = "".join({151652: "(", 151653: ")", video_id: "v"}[b] for b in blocks).replace("(v", "(|v")
+            per_block = int(grid[0, 1] * grid[0, 2]) // 4
+            assert runs == ("(" + ("(|" + "v" * per_block + ")") * int(grid[0, 0]) + ")") * num_videos
+            decoded = processor.tokenizer.decode(ids)
+            assert all(f"<{s:.1f} seconds>" in decoded for s in _qwen3_timestamps(frames, 2.0))
+        else:
+            assert int((ids == 151652).sum()) == int((ids == 151653).sum()) == num_videos
     else:
         assert batch["pixel_values_videos"].shape[:2] == (num_videos, frames)
         # the video blocks are contiguous runs of placeholders, one per video
@@ -283,6 +476,10 @@ def test_image_and_video_together(processor, model_type):
     if model_type.startswith("qwen"):
         assert n_image == int(batch["image_grid_thw"].prod()) // 4
         assert torch.equal(batch["mm_token_type_ids"][0] == 1, ids == image_id)
+    elif model_type == "llava_next_video":
+        # anyres: 56x84 -> best pinpoint 112x224 (1x2 tiles of 8x8 patches); unpadded 8 x 12 + 8 newlines, plus the
+        # 8x8 base tile (CLS dropped by the "default" strategy): 96 + 8 + 64 = 168
+        assert n_image == 168 and batch["image_sizes"].tolist() == [[56, 84]]
     else:
         assert n_image > 49 and "image_sizes" in batch  # anyres: base tile + high-res tiles + newlines
     assert int(torch.nonzero(ids == image_id)[-1]) < int(torch.nonzero(ids == video_id)[0])  # image first
@@ -328,12 +525,13 @@ def test_path_in_apply_chat_template(processor, tmp_path):
 # --- models ---------------------------------------------------------------------------------------------------------
 
 
-def test_build_is_deterministic_and_leaves_global_rng_alone():
+@pytest.mark.parametrize("family", FAMILY_TYPES)
+def test_build_is_deterministic_and_leaves_global_rng_alone(family):
     rng = torch.random.get_rng_state()
-    a = tiny.build_tiny_model("qwen2_5_vl", "draft", seed=5)
+    a = tiny.build_tiny_model(family, "draft", seed=5)
     assert torch.equal(rng, torch.random.get_rng_state())
-    b = tiny.build_tiny_model("qwen2_5_vl", "draft", seed=5)
-    c = tiny.build_tiny_model("qwen2_5_vl", "draft", seed=6)
+    b = tiny.build_tiny_model(family, "draft", seed=5)
+    c = tiny.build_tiny_model(family, "draft", seed=6)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["lm_head.weight"], sc["lm_head.weight"])
@@ -345,16 +543,21 @@ def test_size_overrides(family):
     tc = model.config.text_config
     assert (tc.vocab_size, tc.num_hidden_layers, tc.hidden_size, tc.num_attention_heads) == (151936, 1, 48, 3)
     assert model.get_output_embeddings().weight.shape == (151936, 48)
-    if family.startswith("qwen"):
+    if family == "qwen3_vl":
+        assert model.model.visual.merger.linear_fc2.out_features == 48  # the vision output follows the text width
+        assert all(m.linear_fc2.out_features == 48 for m in model.model.visual.deepstack_merger_list)
+        assert (tc.head_dim, tc.num_key_value_heads) == (32, 1)
+        assert tc.rope_parameters["mrope_section"] == [6, 5, 5]  # the real 6:5:5 split at head_dim 32
+    elif family.startswith("qwen"):
         assert model.model.visual.merger.mlp[-1].out_features == 48  # the vision output follows the text width
         assert tc.rope_parameters["mrope_section"] == [2, 3, 3]  # the real 2:3:3 split at head_dim 16
     else:
         assert model.model.multi_modal_projector.linear_2.out_features == 48
 
 
-def test_generate_is_deterministic_and_stays_in_shared_words(pair, inputs):
+def test_generate_is_deterministic_and_stays_in_shared_words(pair, inputs, model_type):
     prompt_len = inputs["input_ids"].shape[1]
-    words = set(tiny.emittable_token_ids("words", 151936).tolist())
+    words = set(tiny.emittable_token_ids("words", EXPECTED[model_type]["vocab"][1], model_type).tolist())
     for model in pair:
         first = model.generate(**inputs, max_new_tokens=10, do_sample=False)
         second = model.generate(**inputs, max_new_tokens=10, do_sample=False)
@@ -382,6 +585,32 @@ def test_output_depends_on_the_video(pair, processor):
             with torch.no_grad():
                 logits.append(model(**batch).logits[0, -1])
         assert all(float((logits[0] - other).abs().max()) > 1.0 for other in logits[1:])
+
+
+def test_qwen3_deepstack_features_reach_the_text_model():
+    """The deepstack path is live: zeroing the deepstack mergers' output layers changes the prediction."""
+    model = tiny.build_tiny_model("qwen3_vl", "target", seed=0)
+    batch = tiny.make_inputs(tiny.build_processor("qwen3_vl"), video=tiny.make_video(seed=1))
+    with torch.no_grad():
+        before = model(**batch).logits[0, -1]
+        for merger in model.model.visual.deepstack_merger_list:
+            merger.linear_fc2.weight.zero_()
+            merger.linear_fc2.bias.zero_()
+        after = model(**batch).logits[0, -1]
+    assert float((before - after).abs().max()) > 1.0
+
+
+def test_mixed_video_sizes_in_one_prompt():
+    """Two videos of different sizes (Qwen3-VL: different grids, per-video timestamps) and an image in one prompt."""
+    processor = tiny.build_processor("qwen3_vl")
+    videos = [tiny.make_video(4, 56, 56, seed=1), tiny.make_video(6, 112, 168, seed=2)]
+    batch = tiny.make_inputs(processor, video=videos, image=tiny.make_video(1, 56, 84, seed=5)[0])
+    grid = batch["video_grid_thw"]
+    assert grid.tolist() == [[2, 8, 8], [3, 8, 10]]  # 112x168 -> 128x160: rounded to 32 px
+    assert tiny.video_placeholder_count(batch, "qwen3_vl") == _video_token_count("qwen3_vl", batch) == 32 + 60
+    target, _ = tiny.build_tiny_pair("qwen3_vl", seed=0)
+    out = target.generate(**batch, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] == batch["input_ids"].shape[1] + 5
 
 
 def test_eager_and_sdpa_agree(inputs, model_type):

@@ -97,6 +97,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         logits_processor: LogitsProcessorList | None,
         model_kwargs: dict[str, Any],
         stats: SpecStats,
+        stopping_criteria: Any = None,
     ) -> None:
         self.model_kwargs_overrides: dict[str, Any] = {}
         self.target = target
@@ -107,6 +108,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self.video_sizes = video_sizes
         self.stats = stats
         self.logits_processor = logits_processor if logits_processor is not None else LogitsProcessorList()
+        self.stopping_criteria = stopping_criteria
         self.do_sample = bool(generation_config.do_sample)
         self.max_length = int(generation_config.max_length)
 
@@ -301,10 +303,22 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
                 token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
             else:
                 token = scores.argmax(dim=-1, keepdim=True)
+            extended = torch.cat([sequence, token.to(sequence.device)], dim=-1)
+            if self._would_stop(extended):
+                # Leave that token to the target's bonus position: the stock loop commits every accepted draft and
+                # checks stopping criteria only after the block, so a drafted stop token would overshoot the stop.
+                break
             drafted_logits.append(scores)
-            sequence = torch.cat([sequence, token.to(sequence.device)], dim=-1)
+            sequence = extended
+        if not drafted_logits:
+            return input_ids, None
         # The candidate logits are exactly the processed distributions the tokens were drawn from (exact sampling).
         return sequence, torch.stack(drafted_logits, dim=1)
+
+    def _would_stop(self, sequence: torch.LongTensor) -> bool:
+        if not self.stopping_criteria:
+            return False
+        return bool(self.stopping_criteria(sequence, None).any())
 
     def _rollback(self, input_ids: torch.LongTensor) -> None:
         """Crop the draft cache to the longest prefix of what it has seen that the target accepted.

@@ -9,6 +9,9 @@ Importing specvlm_hf calls `register()`, which patches three methods of ``Genera
 * ``_get_candidate_generator`` — returns our `PrunedVideoCandidateGenerator` for the active call's target.
 * ``_validate_generation_mode`` — skips the stock tokenizer check for the active call (our compatibility check
   replaces it: stock rejects pairs whose vocabularies differ only by padding, e.g. Qwen2.5-VL 7B vs 3B).
+* ``_assisted_decoding`` — only records the prepared stopping criteria for the active call: the draft stops
+  drafting where they would stop generation, so that the stock loop never commits tokens past a stop (it crops
+  only at eos and max_length) and the output length equals the target's alone.
 
 The active call lives in a ``ContextVar``: concurrent calls in other threads never see it.
 """
@@ -51,6 +54,7 @@ class _Call:
     video_sizes: list[int]
     stats: SpecStats = field(default_factory=SpecStats)
     generator: PrunedVideoCandidateGenerator | None = None
+    stopping_criteria: Any = None
 
     def close(self) -> None:
         if self.generator is not None:
@@ -68,6 +72,7 @@ def register() -> None:
         ("generate", _generate),
         ("_get_candidate_generator", _get_candidate_generator),
         ("_validate_generation_mode", _validate_generation_mode),
+        ("_assisted_decoding", _assisted_decoding),
     ):
         stock = GenerationMixin.__dict__[name]
         _STOCK[name] = stock
@@ -91,9 +96,12 @@ def is_registered() -> bool:
 def _generate(self, *args, **kwargs):
     value = kwargs.pop("video_pruning", None)
     if value is None:
-        # A GenerationConfig may carry it too (e.g. saved and reloaded: then it is the to_dict() form).
+        # A GenerationConfig may carry it too — the one passed, else the model's own (e.g. saved in
+        # generation_config.json and reloaded: then it is the to_dict() form).
         generation_config = kwargs.get("generation_config", args[1] if len(args) > 1 else None)
         value = getattr(generation_config, "video_pruning", None)
+        if generation_config is None:
+            value = getattr(self.generation_config, "video_pruning", None)
     if value is None:
         return _STOCK["generate"](self, *args, **kwargs)
     prune_config = PruneConfig.coerce(value)
@@ -128,9 +136,18 @@ def _get_candidate_generator(self, generation_config, input_ids, inputs_tensor, 
         generation_config=generation_config,
         logits_processor=logits_processor,
         model_kwargs=model_kwargs,
+        stopping_criteria=call.stopping_criteria,
         stats=call.stats,
     )
     return call.generator
+
+
+def _assisted_decoding(self, input_ids, logits_processor, stopping_criteria, generation_config, *args, **kwargs):
+    call = _ACTIVE.get()
+    if call is not None and call.target is self:
+        call.stopping_criteria = stopping_criteria
+    return _STOCK["_assisted_decoding"](self, input_ids, logits_processor, stopping_criteria, generation_config,
+                                        *args, **kwargs)
 
 
 def _validate_generation_mode(self, generation_mode, generation_config, generation_mode_kwargs):
@@ -173,6 +190,7 @@ def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) 
     family = check_draft_compatible(target, draft)
 
     _reject_unsupported_options(target, prune_config, named)
+    _reject_assistant_schedule(draft, prune_config)
 
     input_ids = named.get("input_ids", named.get("inputs"))
     if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.dtype not in (torch.long, torch.int):
@@ -228,6 +246,19 @@ def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) 
         if named.get(name) is not None:
             raise ValueError(f"`{name}` cannot be combined with `video_pruning`: {why}. Remove `{name}`.")
 
+    if _effective_option(target, named, "guidance_scale") not in (None, 1, 1.0):
+        raise ValueError(
+            "`guidance_scale` (classifier-free guidance) cannot be combined with `video_pruning`: its logits "
+            "processor runs the model on an unconditional context once per step, which drafted positions would "
+            "corrupt. Remove `guidance_scale`."
+        )
+    if _effective_option(target, named, "output_attentions") and \
+            target.get_decoder().config._attn_implementation != "eager":
+        raise ValueError(
+            "`output_attentions=True` needs a target whose language model runs attn_implementation='eager' (other "
+            "kernels return no attention weights, which the assisted-decoding loop cannot split). Load the target "
+            "with attn_implementation='eager' or remove `output_attentions`."
+        )
     if (num_beams := _effective_option(target, named, "num_beams")) not in (None, 1):
         raise ValueError(f"`video_pruning` supports num_beams=1 (speculative decoding), got num_beams={num_beams}.")
     cache = named.get("past_key_values")
@@ -259,6 +290,26 @@ def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) 
         raise ValueError(
             "`assistant_confidence_threshold` is not supported with `video_pruning` (the draft always proposes "
             "PruneConfig.num_draft_tokens tokens). Remove it."
+        )
+
+
+def _reject_assistant_schedule(draft, prune_config: PruneConfig) -> None:
+    """The assistant's own generation_config may set gamma the stock way; it must agree with PruneConfig."""
+    stock_defaults = GenerationConfig._get_default_generation_params()
+    assistant = draft.generation_config
+    gamma = assistant.num_assistant_tokens
+    if gamma not in (None, stock_defaults["num_assistant_tokens"], prune_config.num_draft_tokens):
+        raise ValueError(
+            f"The assistant's generation_config.num_assistant_tokens={gamma} conflicts with "
+            f"PruneConfig.num_draft_tokens={prune_config.num_draft_tokens}: with video_pruning the draft length is "
+            f"PruneConfig.num_draft_tokens. Set PruneConfig(num_draft_tokens={gamma}) or reset the assistant's value."
+        )
+    schedule = assistant.num_assistant_tokens_schedule
+    if schedule not in (None, "constant"):
+        raise ValueError(
+            f"The assistant's generation_config.num_assistant_tokens_schedule={schedule!r} is not supported with "
+            "video_pruning (the draft proposes a constant PruneConfig.num_draft_tokens per round). Set it to "
+            "'constant'."
         )
 
 

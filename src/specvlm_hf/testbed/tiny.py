@@ -12,11 +12,13 @@ Public API::
     out = target.generate(**inputs, max_new_tokens=20, do_sample=False)
     write_video_file("clip.mkv", make_video(8, 112, 112)); make_inputs(processor, video="clip.mkv")
 
-Per-family facts live in one table, :data:`FAMILIES`, keyed by ``config.model_type``: "qwen2_5_vl", "qwen2_vl"
-and "llava_onevision" now. Adding a family means adding one :class:`FamilySpec` entry (config factory, processor
-factory, added-token table, vocab sizes, template, geometry).
+Per-family facts live in one table, :data:`FAMILIES`, keyed by ``config.model_type``: "qwen2_5_vl", "qwen2_vl",
+"qwen3_vl", "llava_onevision" and "llava_next_video". Adding a family means adding one :class:`FamilySpec` entry
+(config factory, processor factory, added-token table, vocab sizes, template, geometry, tokenizer kind). The Qwen
+families and LLaVA-OneVision share a byte-level BPE shaped like Qwen2's; LLaVA-NeXT-Video gets a Llama-style one
+(SentencePiece-like BPE with byte fallback, "▁" word prefix, BOS) built the same way, as a real ``LlamaTokenizer``.
 
-Speed: a pair builds in ~0.2-0.3 s and a 20-token generate takes ~0.1-0.2 s with ``torch.set_num_threads(1)``.
+Speed: a pair builds in ~0.1-0.4 s and a 20-token generate takes ~0.1-0.2 s with ``torch.set_num_threads(1)``.
 With 2 intra-op threads on a busy 2-core machine the same generate takes ~2 s (thread contention on tiny ops).
 
 Why the weights look the way they do (see :func:`build_tiny_model`):
@@ -29,7 +31,8 @@ Why the weights look the way they do (see :func:`build_tiny_model`):
 - the ``lm_head`` rows of the "emittable" ids (default: whole-word tokens of the local tokenizer, all below the
   draft's vocab size) are drawn so the logits have a large spread (``logit_std``, default 100), and every other row
   is exactly zero. Zero rows give logit 0 while the max over the emittable rows is ~+250, so special ids,
-  placeholders, EOS and the padded ids >= 151936 are never produced, greedy or sampled, and decoded output is words.
+  placeholders, EOS and the padded ids (>= the draft vocab) are never produced, greedy or sampled, and decoded output
+  is words.
   The spread makes top-2 margins large in absolute terms (typically tens of logits, so near-tie checks with an
   absolute tolerance mean something, and sampling is nearly greedy). It does not change the *relative* gap: what keeps
   greedy output stable across kernels (sdpa vs eager, 1-token vs multi-token forwards) is float32's ~1e-6 relative
@@ -51,12 +54,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .chat_templates import LLAVA_ONEVISION_CHAT_TEMPLATE, QWEN2_5_VL_CHAT_TEMPLATE, QWEN2_VL_CHAT_TEMPLATE
+from .chat_templates import (
+    LLAVA_NEXT_VIDEO_CHAT_TEMPLATE,
+    LLAVA_ONEVISION_CHAT_TEMPLATE,
+    QWEN2_5_VL_CHAT_TEMPLATE,
+    QWEN2_VL_CHAT_TEMPLATE,
+    QWEN3_VL_CHAT_TEMPLATE,
+)
 
 __all__ = [
     "FAMILIES",
+    "LLAVA_NEXT_VIDEO_ADDED_TOKENS",
     "LLAVA_ONEVISION_ADDED_TOKENS",
     "QWEN2_ADDED_TOKENS",
+    "QWEN3_ADDED_TOKENS",
     "Emit",
     "FamilySpec",
     "TinyArch",
@@ -130,6 +141,33 @@ LLAVA_ONEVISION_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
     (151647, "<video>", True),
 )
 
+# Qwen3 / Qwen3-VL: the Qwen2 table plus four non-special tokens (ids 151643-151668 contiguous). Provenance: a Qwen3
+# tokenizer_config.json / tokenizer.json "added_tokens" (151665 <tool_response>, 151666 </tool_response>, 151667
+# <think>, 151668 </think>, all "special": false; additional_special_tokens the same 13 as Qwen2; eos <|im_end|>, pad
+# <|endoftext|>, bos null, model_max_length 262144). Qwen3-VL-*-Instruct config.json agrees on the ids it names:
+# text_config bos 151643 / eos 151645, vision_start 151652, vision_end 151653, image 151655, video 151656.
+QWEN3_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
+    *QWEN2_ADDED_TOKENS,
+    (151665, "<tool_response>", False),
+    (151666, "</tool_response>", False),
+    (151667, "<think>", False),
+    (151668, "</think>", False),
+)
+
+# LLaVA-NeXT-Video-7B (llava-hf): the Llama-2 / Vicuna-7B-v1.5 SentencePiece-BPE vocabulary (<unk> 0, <s> 1, </s> 2,
+# byte-fallback pieces <0x00>..<0xFF> at 3..258) plus "<video>" 32000 and "<image>" 32001, added as special tokens by
+# transformers' convert_llava_next_video_weights_to_hf.py (video_token_index 32000, image_token_index 32001 there and
+# in the checkpoint's config.json; text_config pad_token_id 0, i.e. pad = <unk>). transformers' processor test for the
+# checkpoint expects "USER: <video>\nWhat is shown in this video? ASSISTANT:" -> [1, 3148, 1001, 29901, 29871, 32000,
+# 13, ...]: BOS prepended, "\n" byte-fallback id 13, "▁" 29871, ":" 29901.
+LLAVA_NEXT_VIDEO_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
+    (0, "<unk>", True),
+    (1, "<s>", True),
+    (2, "</s>", True),
+    (32000, "<video>", True),
+    (32001, "<image>", True),
+)
+
 # Words the model may emit (as " word" tokens) and that prompts are made of. Lower-case, ASCII, no duplicates.
 _WORDS: tuple[str, ...] = tuple(
     (
@@ -150,6 +188,12 @@ _LINE_START_WORDS: tuple[str, ...] = tuple(
 )
 # Punctuation the model may emit alongside the words (single-byte tokens).
 _EMIT_PUNCT: tuple[str, ...] = (".", ",")
+# Llama-style (Metaspace) vocabulary: pieces kept at their real Llama-2 ids (the ones the checkpoint's processor test
+# shows: "▁" 29871, ":" 29901, "?" 29973), and the two chat-role words of the Vicuna template, one token each
+# ("▁USER", "▁ASSISTANT") but never emitted.
+_LLAMA_SPACE = "\u2581"
+_LLAMA_REAL_PIECES: dict[str, int] = {_LLAMA_SPACE: 29871, ":": 29901, "?": 29973}
+_LLAMA_TEMPLATE_WORDS: tuple[str, ...] = ("USER", "ASSISTANT")
 
 
 @functools.lru_cache(maxsize=1)
@@ -176,6 +220,30 @@ class _TextVocab:
     vocab: dict[str, int]  # ordinary tokens only (specials are added separately)
     merges: list[tuple[str, str]]
     word_ids: tuple[int, ...]  # ids of the " word" tokens plus emittable punctuation, sorted
+
+    #: ids of the ordinary (non-special) tokens, sorted
+    @property
+    def text_ids(self) -> tuple[int, ...]:
+        return tuple(sorted(self.vocab.values()))
+
+
+def _chain_merges(
+    tokens: Sequence[str], vocab: dict[str, int], finals: set[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Left-to-right merges building every token ("a"+"b", "ab"+"c", ...), in order; and the new intermediates."""
+    merges: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    intermediates: list[str] = []
+    for token in tokens:
+        for k in range(2, len(token) + 1):
+            pair = (token[: k - 1], token[k - 1])
+            if pair not in seen:
+                seen.add(pair)
+                merges.append(pair)
+                piece = token[:k]
+                if piece not in finals and piece not in vocab and piece not in intermediates:
+                    intermediates.append(piece)
+    return merges, intermediates
 
 
 @functools.lru_cache(maxsize=1)
@@ -217,18 +285,56 @@ def _text_vocab() -> _TextVocab:
     return _TextVocab(vocab=vocab, merges=merges, word_ids=tuple(word_ids))
 
 
-def build_tokenizer(model_type: str = "qwen2_5_vl") -> Any:
-    """A ``PreTrainedTokenizerFast`` over a locally built byte-level BPE with the family's real special-token ids.
+@functools.lru_cache(maxsize=1)
+def _llama_text_vocab() -> _TextVocab:
+    """The ordinary part of the Llama-style (SentencePiece BPE, Metaspace "▁") local vocabulary.
 
-    The pipeline mirrors the real Qwen2 ``tokenizer.json`` (NFC normaliser, the Qwen2 split regex, byte-level
-    pre-tokeniser and decoder), so any text round-trips exactly and prompts split the way the real tokenizer splits
-    them. The vocabulary is sparse: a few hundred ordinary tokens at low ids, then nothing until the special tokens
-    at their real ids (e.g. ``<|video_pad|>`` = 151656); ``len(tokenizer)`` therefore counts tokens, it is not
-    max id + 1. Every call returns a new object (the backend is built once and copied), so callers may mutate it.
+    ids 3..258 are the 256 byte-fallback pieces ``<0x00>``..``<0xFF>`` at their real Llama ids (so "\\n" is 13, as in
+    the real tokenizer, which has no newline piece), "▁" / ":" / "?" sit at their real ids, and above 258: the single
+    characters the words need, the intermediate merge pieces, then the whole-word tokens in one contiguous block.
+    Merge order follows the byte-level vocabulary's rule: every "▁word" chain ranks before every space-less chain,
+    so each "▁word" encodes as exactly one token.
+    """
+    vocab: dict[str, int] = {f"<0x{b:02X}>": 3 + b for b in range(256)}
+    vocab.update(_LLAMA_REAL_PIECES)
+    spaced = [_LLAMA_SPACE + w for w in _WORDS]
+    template = [_LLAMA_SPACE + w for w in _LLAMA_TEMPLATE_WORDS]
+    plain = list(_LINE_START_WORDS)
+    ordered = spaced + template + plain
+    next_id = 3 + 256
+    for ch in sorted({c for token in ordered for c in token} | set(_EMIT_PUNCT)):
+        if ch not in vocab:
+            vocab[ch] = next_id
+            next_id += 1
+    merges, intermediates = _chain_merges(ordered, vocab, set(ordered))
+    for piece in [*intermediates, *ordered]:  # intermediates first, then the whole words, contiguous
+        if piece not in vocab:
+            vocab[piece] = next_id
+            next_id += 1
+    word_ids = sorted({vocab[t] for t in spaced} | {vocab[p] for p in _EMIT_PUNCT})
+    return _TextVocab(vocab=vocab, merges=merges, word_ids=tuple(word_ids))
+
+
+def _family_text_vocab(spec: FamilySpec) -> _TextVocab:
+    return _llama_text_vocab() if spec.tokenizer_kind == "llama" else _text_vocab()
+
+
+def build_tokenizer(model_type: str = "qwen2_5_vl") -> Any:
+    """A fast tokenizer over a locally built BPE with the family's real special-token ids.
+
+    Qwen families and LLaVA-OneVision: a ``PreTrainedTokenizerFast`` whose pipeline mirrors the real Qwen2
+    ``tokenizer.json`` (NFC normaliser, the Qwen2 split regex, byte-level pre-tokeniser and decoder), so any text
+    round-trips exactly and prompts split the way the real tokenizer splits them. LLaVA-NeXT-Video: a real
+    ``LlamaTokenizer`` (Metaspace "▁", byte fallback, BOS prepended, ``legacy=False`` like the checkpoint's), see
+    :func:`_llama_tokenizer`. The vocabulary is sparse: a few hundred ordinary tokens at low ids, then nothing until
+    the special tokens at their real ids (e.g. ``<|video_pad|>`` = 151656, ``<video>`` = 32000); ``len(tokenizer)``
+    therefore counts tokens, it is not max id + 1. Every call returns a new object, so callers may mutate it.
     """
     from transformers import PreTrainedTokenizerFast
 
     spec = _family(model_type)
+    if spec.tokenizer_kind == "llama":
+        return _llama_tokenizer(spec)
     return PreTrainedTokenizerFast(
         tokenizer_object=_backend_tokenizer(spec.model_type),  # deep-copied by the wrapper
         bos_token=None,
@@ -288,15 +394,54 @@ def _backend_tokenizer(model_type: str) -> Any:
     return tok
 
 
+def _llama_tokenizer(spec: FamilySpec) -> Any:
+    """A real ``LlamaTokenizer`` (transformers' tokenizers backend: BPE with byte fallback, Metaspace "▁" prepended to
+    the first segment only, i.e. ``legacy=False``; BOS added, no EOS) over the local vocabulary, with the family's
+    special tokens at their real ids. New object on every call."""
+    from tokenizers import AddedToken
+    from transformers import LlamaTokenizer
+
+    text = _llama_text_vocab()
+    vocab = dict(text.vocab)
+    for token_id, content, _special in spec.added_tokens:
+        vocab[content] = token_id  # sparse: the real ids are kept
+    tok = LlamaTokenizer(
+        vocab=vocab,
+        merges=list(text.merges),
+        unk_token=spec.unk_token,
+        bos_token=spec.bos_token,
+        eos_token=spec.eos_token,
+        pad_token=spec.pad_token,
+        add_bos_token=True,
+        add_eos_token=False,
+        legacy=False,
+        model_max_length=spec.model_max_length,
+        padding_side="left",  # convert_llava_next_video_weights_to_hf.py: padding_side="left"
+        clean_up_tokenization_spaces=False,
+    )
+    # As the conversion script does: tokenizer.add_tokens(AddedToken("<video>", special=True, normalized=False),
+    # special_tokens=True); the strings are already in the vocab, so they keep their real ids.
+    tok.add_tokens(
+        [AddedToken(content, special=True, normalized=False) for content in spec.extra_special_tokens],
+        special_tokens=True,
+    )
+    for token_id, content, _special in spec.added_tokens:
+        got = tok.convert_tokens_to_ids(content)
+        if got != token_id:  # pragma: no cover - guards against a tokenizers / transformers behaviour change
+            raise RuntimeError(f"local tokenizer put {content!r} at id {got}, expected the real id {token_id}")
+    return tok
+
+
 def emittable_token_ids(emit: Emit, vocab_size: int, model_type: str = "qwen2_5_vl") -> torch.Tensor:
     """Sorted ids whose ``lm_head`` rows are non-zero under the ``emit`` policy (see :data:`Emit`)."""
     spec = _family(model_type)
+    text = _family_text_vocab(spec)
     if emit == "words":
-        ids = torch.tensor(_text_vocab().word_ids, dtype=torch.long)
+        ids = torch.tensor(text.word_ids, dtype=torch.long)
     elif emit == "text":
-        ids = torch.tensor(sorted(_text_vocab().vocab.values()), dtype=torch.long)
+        ids = torch.tensor(text.text_ids, dtype=torch.long)
     elif emit == "shared":
-        ids = torch.arange(min(spec.first_special_id, vocab_size), dtype=torch.long)
+        ids = torch.arange(spec.first_ordinary_id, min(spec.first_special_id, vocab_size), dtype=torch.long)
     elif emit == "all":
         ids = torch.arange(vocab_size, dtype=torch.long)
     else:
@@ -327,9 +472,20 @@ class TinyArch:
     #: vision blocks with full attention; the others use window attention (Qwen2.5-VL). Real 7B/3B: [7, 15, 23, 31]
     #: of 32, i.e. the last block of every group of 8; with depth 2 we keep the pattern "window, then full".
     vision_fullatt_blocks: tuple[int, ...] = ()
+    #: text attention head size when it is not text_hidden // text_heads (Qwen3 sets head_dim explicitly: the real
+    #: 4B has 32 heads of 128 on a 2560-wide model). None: text_hidden // text_heads.
+    text_head_dim: int | None = None
+    #: vision blocks whose outputs feed the deepstack mergers (Qwen3-VL). Real 8B: [8, 16, 24] of 27 blocks; 2B/4B:
+    #: [5, 11, 17] of 24 -- three intermediate blocks, never the last one.
+    vision_deepstack_blocks: tuple[int, ...] = ()
+
+    @property
+    def head_dim(self) -> int:
+        return self.text_head_dim or self.text_hidden // self.text_heads
 
     def resized(self, *, hidden: int | None = None, num_layers: int | None = None) -> TinyArch:
-        """A copy with another text hidden size (heads follow at head_dim 16) and/or text depth."""
+        """A copy with another text hidden size (heads = hidden // 16, the key/value-head ratio kept; an explicit
+        ``text_head_dim`` stays) and/or text depth."""
         arch = self
         if hidden is not None:
             if hidden % 16:
@@ -339,7 +495,7 @@ class TinyArch:
                 arch,
                 text_hidden=hidden,
                 text_heads=heads,
-                text_kv_heads=max(1, heads // 2),
+                text_kv_heads=max(1, heads * self.text_kv_heads // self.text_heads),
                 text_intermediate=2 * hidden,
             )
         if num_layers is not None:
@@ -389,6 +545,12 @@ class FamilySpec:
     min_pixels: int = 112 * 112
     max_pixels: int = 168 * 168
     provenance: str = ""
+    #: "qwen2": byte-level BPE shaped like Qwen2's; "llama": SentencePiece-style BPE (Metaspace, byte fallback).
+    tokenizer_kind: Literal["qwen2", "llama"] = "qwen2"
+    #: first ordinary id: ids in [first_ordinary_id, first_special_id) are ordinary text tokens of the real vocabulary.
+    first_ordinary_id: int = 0
+    bos_token: str | None = None
+    unk_token: str | None = None
 
 
 def _qwen_mrope_section(head_dim: int) -> list[int]:
@@ -714,9 +876,297 @@ def _llava_onevision_spec() -> FamilySpec:
     )
 
 
-#: model_type -> FamilySpec. Supported: "qwen2_5_vl", "qwen2_vl", "llava_onevision".
+# ---- Qwen3-VL ---------------------------------------------------------------------------------------------------
+
+
+def _qwen3_mrope_section(head_dim: int) -> list[int]:
+    """Interleaved M-RoPE split of the rotary half-dim in the real 24:20:20 = 6:5:5 ratio ([24, 20, 20] at head_dim
+    128; [6, 5, 5] at the tiny head_dim 32). transformers interleaves T/H/W frequencies (H at 1, 4, 7, ..., W at 2,
+    5, 8, ..., T elsewhere), so the ratio, not only the sum, shapes the positions."""
+    half = head_dim // 2
+    if half % 16:
+        raise ValueError(f"head_dim must be a multiple of 32 for a 6:5:5 M-RoPE split, got {head_dim}")
+    unit = half // 16
+    return [6 * unit, 5 * unit, 5 * unit]
+
+
+def _qwen3_vl_config(spec: FamilySpec, arch: TinyArch, vocab_size: int) -> Any:
+    from transformers import Qwen3VLConfig
+
+    return Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=vocab_size,
+            hidden_size=arch.text_hidden,
+            intermediate_size=arch.text_intermediate,
+            num_hidden_layers=arch.text_layers,
+            num_attention_heads=arch.text_heads,
+            num_key_value_heads=arch.text_kv_heads,
+            head_dim=arch.head_dim,
+            hidden_act="silu",
+            max_position_embeddings=spec.max_position_embeddings,
+            rms_norm_eps=1e-6,
+            attention_bias=False,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 5000000.0,
+                "mrope_section": _qwen3_mrope_section(arch.head_dim),
+                "mrope_interleaved": True,
+            },
+            bos_token_id=spec.bos_token_id,
+            eos_token_id=spec.eos_token_id,
+            pad_token_id=spec.pad_token_id,
+        ),
+        vision_config=dict(
+            depth=arch.vision_depth,
+            hidden_size=arch.vision_hidden,
+            hidden_act="gelu_pytorch_tanh",
+            intermediate_size=arch.vision_intermediate,
+            num_heads=arch.vision_heads,
+            in_channels=3,
+            out_hidden_size=arch.text_hidden,
+            num_position_embeddings=2304,  # real: a 48x48 learned grid, bilinearly interpolated to each frame
+            deepstack_visual_indexes=list(arch.vision_deepstack_blocks),
+            **spec.vision_geometry,
+        ),
+        tie_word_embeddings=False,  # the real 2B/4B tie; see _qwen2_5_vl_config
+        **spec.config_token_ids,
+    )
+
+
+def _qwen3_vl_processor(spec: FamilySpec, tokenizer: Any, min_pixels: int, max_pixels: int) -> Any:
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    geo = spec.vision_geometry
+    common = dict(
+        patch_size=geo["patch_size"],
+        temporal_patch_size=geo["temporal_patch_size"],
+        merge_size=geo["spatial_merge_size"],
+    )
+    # preprocessor_config.json: Qwen2VLImageProcessorFast, mean/std 0.5, size 65536 .. 16777216 per image.
+    image_processor = Qwen2VLImageProcessor(
+        **common, min_pixels=min_pixels, max_pixels=max_pixels, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
+    )
+    # video_preprocessor_config.json: size {"shortest_edge": 4096, "longest_edge": 25165824}, fps 2, min_frames 4,
+    # max_frames 768, do_sample_frames true (all kept: the class defaults). The size bounds the whole clip
+    # (frames x pixels) in Qwen3VLVideoProcessor, not each frame. cap_pixels_per_frame=True is the qwen-vl-utils rule
+    # (and silences the "default will change" warning).
+    video_processor = Qwen3VLVideoProcessor(
+        **common, size={"shortest_edge": min_pixels, "longest_edge": max_pixels}, cap_pixels_per_frame=True
+    )
+    return Qwen3VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=spec.chat_template,
+    )
+
+
+# head_dim 32 (not 16) so the interleaved M-RoPE split keeps the real 6:5:5 ratio; heads = hidden // 16 as in the
+# other families, so the query width (heads x head_dim) is twice the hidden size -- decoupled like the real 4B (32 x
+# 128 on 2560). Three deepstack blocks (never the last), like every real Qwen3-VL; the draft's text model is 3 deep so
+# all three deepstack features are used in both models.
+_QWEN3_TARGET_ARCH = TinyArch(
+    text_hidden=64,
+    text_layers=4,
+    text_heads=4,
+    text_kv_heads=2,
+    text_intermediate=128,
+    vision_depth=4,
+    vision_hidden=32,
+    vision_heads=2,
+    vision_intermediate=64,
+    text_head_dim=32,
+    vision_deepstack_blocks=(0, 1, 2),
+)
+_QWEN3_DRAFT_ARCH = TinyArch(
+    text_hidden=32,
+    text_layers=3,
+    text_heads=2,
+    text_kv_heads=1,
+    text_intermediate=64,
+    vision_depth=4,
+    vision_hidden=16,
+    vision_heads=1,
+    vision_intermediate=32,
+    text_head_dim=32,
+    vision_deepstack_blocks=(0, 1, 2),
+)
+
+
+def _qwen3_vl_spec() -> FamilySpec:
+    return FamilySpec(
+        model_type="qwen3_vl",
+        **{**_QWEN_VL_TOKENS, "added_tokens": QWEN3_ADDED_TOKENS},
+        model_max_length=262144,  # tokenizer_config.json
+        max_position_embeddings=262144,  # config.json text_config
+        # Every dense Qwen3-VL checkpoint (2B/4B/8B/32B-Instruct) has vocab_size 151936, so the draft gets the real
+        # 151936 and the TARGET IS PADDED to 152064 (not a real Qwen3-VL size; Qwen2.5-VL-7B's) so that the
+        # padded-vocab path (draft logits padded to the target vocab) is exercised for this family too.
+        target_vocab=152064,
+        draft_vocab=151936,
+        chat_template=QWEN3_VL_CHAT_TEMPLATE,
+        vision_geometry={"patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        target_arch=_QWEN3_TARGET_ARCH,
+        draft_arch=_QWEN3_DRAFT_ARCH,
+        make_config=_qwen3_vl_config,
+        make_processor=_qwen3_vl_processor,
+        # Videos: these bound the whole clip (see _qwen3_vl_processor): at least 4 frames of 128^2, so a 4x56x56 clip
+        # is upscaled to 128 px (8x8 patches: 16 tokens per 2 frames, 32 in all); with cap_pixels_per_frame the cap
+        # is >= 1.05 * min_pixels per frame, so frames up to ~260 px keep their size. Images: per-image bounds
+        # (a 56x84 image becomes 224x320: 70 tokens). Real: 4096 .. 25165824 (video), 65536 .. 16777216 (image).
+        min_pixels=4 * 128 * 128,
+        max_pixels=8 * 192 * 192,
+        provenance=(
+            "config.json of Qwen/Qwen3-VL-4B-Instruct (and -8B): image 151655, video 151656, vision_start 151652, "
+            "vision_end 151653, text bos 151643 / eos 151645, vocab 151936, head_dim 128, rope_theta 5e6, mrope "
+            "[24, 20, 20] interleaved, max_position_embeddings 262144; vision patch 16, merge 2, temporal patch 2, "
+            "num_position_embeddings 2304, gelu_pytorch_tanh, deepstack [5, 11, 17] (4B) / [8, 16, 24] (8B); "
+            "preprocessor / video_preprocessor_config.json: see _qwen3_vl_processor; chat_template.json: see "
+            "chat_templates.py"
+        ),
+    )
+
+
+# ---- LLaVA-NeXT-Video -------------------------------------------------------------------------------------------
+
+
+def _llava_next_video_pinpoints(image_size: int) -> list[list[int]]:
+    # Real (config.json image_grid_pinpoints): [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]], i.e.
+    # these multiples of the 336 px tile; scaled to the tiny tile.
+    return [[a * image_size, b * image_size] for a, b in ((1, 2), (2, 1), (2, 2), (3, 1), (1, 3))]
+
+
+def _llava_next_video_config(spec: FamilySpec, arch: TinyArch, vocab_size: int) -> Any:
+    from transformers import LlavaNextVideoConfig
+
+    geo = spec.vision_geometry
+    tokens_per_side = geo["image_size"] // geo["patch_size"] // geo["spatial_pool_stride"]
+    return LlavaNextVideoConfig(
+        text_config=dict(
+            model_type="llama",  # Vicuna-7B-v1.5
+            vocab_size=vocab_size,
+            hidden_size=arch.text_hidden,
+            intermediate_size=arch.text_intermediate,
+            num_hidden_layers=arch.text_layers,
+            num_attention_heads=arch.text_heads,
+            num_key_value_heads=arch.text_kv_heads,
+            hidden_act="silu",
+            max_position_embeddings=spec.max_position_embeddings,
+            rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "linear", "factor": 2.5, "rope_theta": 10000.0},
+            attention_bias=False,
+            mlp_bias=False,
+            bos_token_id=spec.bos_token_id,
+            eos_token_id=spec.eos_token_id,
+            pad_token_id=spec.pad_token_id,
+        ),
+        vision_config=dict(
+            model_type="clip_vision_model",  # CLIP ViT-L/14-336
+            hidden_size=arch.vision_hidden,
+            intermediate_size=arch.vision_intermediate,
+            num_hidden_layers=arch.vision_depth,
+            num_attention_heads=arch.vision_heads,
+            image_size=geo["image_size"],
+            patch_size=geo["patch_size"],
+            hidden_act="quick_gelu",
+            layer_norm_eps=1e-5,
+            projection_dim=arch.vision_hidden,
+        ),
+        vision_feature_select_strategy="default",  # drop CLS
+        vision_feature_layer=-2,
+        image_grid_pinpoints=_llava_next_video_pinpoints(geo["image_size"]),
+        spatial_pool_mode="average",
+        spatial_pool_stride=geo["spatial_pool_stride"],
+        projector_hidden_act="gelu",
+        multimodal_projector_bias=True,
+        image_seq_length=(geo["image_size"] // geo["patch_size"]) ** 2,  # real 576 = 24^2
+        video_seq_length=2 * tokens_per_side**2,  # real 288 = 2 x 12^2
+        tie_word_embeddings=False,
+        **spec.config_token_ids,
+    )
+
+
+def _llava_next_video_processor(spec: FamilySpec, tokenizer: Any, min_pixels: int, max_pixels: int) -> Any:
+    # min/max pixels do not apply: frames are resized (shortest edge) and centre-cropped to the tower's square input.
+    from transformers import LlavaNextImageProcessor, LlavaNextVideoProcessor, LlavaNextVideoVideoProcessor
+
+    side = spec.vision_geometry["image_size"]
+    square = {"height": side, "width": side}
+    return LlavaNextVideoProcessor(
+        video_processor=LlavaNextVideoVideoProcessor(size={"shortest_edge": side}, crop_size=square),
+        image_processor=LlavaNextImageProcessor(
+            size={"shortest_edge": side}, crop_size=square, image_grid_pinpoints=_llava_next_video_pinpoints(side)
+        ),
+        tokenizer=tokenizer,
+        chat_template=spec.chat_template,
+        # processor_config.json: patch 14, "default", +1 for CLIP's CLS (the image count subtracts it again).
+        patch_size=spec.vision_geometry["patch_size"],
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+
+
+# Vicuna-7B is plain multi-head attention (32 key/value heads = 32 heads): kv heads = heads here too.
+_LLAVA_NEXT_VIDEO_TARGET_ARCH = replace(_QWEN_TARGET_ARCH, text_kv_heads=4, vision_depth=3, vision_fullatt_blocks=())
+_LLAVA_NEXT_VIDEO_DRAFT_ARCH = replace(_QWEN_DRAFT_ARCH, text_kv_heads=2, vision_fullatt_blocks=())
+
+
+def _llava_next_video_spec() -> FamilySpec:
+    return FamilySpec(
+        model_type="llava_next_video",
+        added_tokens=LLAVA_NEXT_VIDEO_ADDED_TOKENS,
+        image_token_id=32001,
+        video_token_id=32000,
+        config_token_ids={"image_token_index": 32001, "video_token_index": 32000},
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        generation_eos_token_ids=(2,),
+        eos_token="</s>",
+        pad_token="<unk>",
+        extra_special_tokens=("<video>", "<image>"),
+        first_special_id=32000,
+        model_max_length=4096,  # Vicuna-7B-v1.5 tokenizer_config.json
+        max_position_embeddings=4096,
+        # convert_llava_next_video_weights_to_hf.py: resize_token_embeddings(32000 + 3, pad_to_multiple_of=64) ->
+        # 32064 (config.json text_config.vocab_size). There is no smaller LLaVA-NeXT-Video with this tokenizer (the
+        # 34B is Yi-based), so the draft takes the UNPADDED size 32003 (not a real checkpoint size): it still embeds
+        # <video> 32000 / <image> 32001, and the padded-vocab path is exercised.
+        target_vocab=32064,
+        draft_vocab=32003,
+        chat_template=LLAVA_NEXT_VIDEO_CHAT_TEMPLATE,
+        # Real: CLIP 336 px, patch 14 -> 24x24 patches, average-pooled with stride 2 to 12x12 = 144 tokens per frame,
+        # no newline token. Tiny: 112 px -> 8x8 (even, like 24) -> 4x4 = 16 tokens per frame.
+        vision_geometry={"patch_size": 14, "image_size": 112, "spatial_pool_stride": 2},
+        target_arch=_LLAVA_NEXT_VIDEO_TARGET_ARCH,
+        draft_arch=_LLAVA_NEXT_VIDEO_DRAFT_ARCH,
+        make_config=_llava_next_video_config,
+        make_processor=_llava_next_video_processor,
+        provenance=(
+            "config.json of llava-hf/LLaVA-NeXT-Video-7B-hf: video_token_index 32000, image_token_index 32001, vocab "
+            "32064, pad 0, strategy default, feature layer -2, spatial_pool_mode average, stride 2, CLIP 336/14 "
+            "quick_gelu, Llama rope linear x2.5, max_position_embeddings 4096, rms 1e-5; "
+            "convert_llava_next_video_weights_to_hf.py: <video>/<image> added as special tokens, vocab + 3 padded to "
+            "64, padding_side left; processor test: BOS + ids 29871 / 32000 / 13 / 29901; template: see "
+            "chat_templates.py (reconstructed)"
+        ),
+        tokenizer_kind="llama",
+        first_ordinary_id=3,
+        bos_token="<s>",
+        unk_token="<unk>",
+    )
+
+
+#: model_type -> FamilySpec. Supported: "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "llava_onevision", "llava_next_video".
 FAMILIES: dict[str, FamilySpec] = {
-    spec.model_type: spec for spec in (_qwen2_5_vl_spec(), _qwen2_vl_spec(), _llava_onevision_spec())
+    spec.model_type: spec
+    for spec in (
+        _qwen2_5_vl_spec(),
+        _qwen2_vl_spec(),
+        _qwen3_vl_spec(),
+        _llava_onevision_spec(),
+        _llava_next_video_spec(),
+    )
 }
 
 
@@ -793,8 +1243,8 @@ def build_tiny_model(
             output width follows ``hidden``).
         attn_implementation: "sdpa" (default), "eager", or any registered name; applied to text and vision.
         emit: which ids the lm_head can produce (see :data:`Emit`). Default "words": only whole-word tokens of the
-            local tokenizer, all below 151936, so the target never emits an id the draft cannot embed, never a
-            placeholder / special id, and never EOS (generations run to ``max_new_tokens``; pass an explicit
+            local tokenizer, all below 1000 (so below every draft vocab), so the target never emits an id the draft
+            cannot embed, never a placeholder / special id, and never EOS (generations run to ``max_new_tokens``; pass an explicit
             ``eos_token_id`` to ``generate`` to test stopping).
         logit_std: spread of the emittable logits; large values give large greedy top-2 margins.
 
@@ -812,7 +1262,9 @@ def build_tiny_model(
     emit_ids = emittable_token_ids(emit, vocab, model_type)
 
     config = spec.make_config(spec, arch, vocab)
-    with no_init_weights():
+    # fork_rng: some __init__s draw from the global RNG even under no_init_weights (the LLaVA families'
+    # image_newline = torch.randn(...)); those values are overwritten below, and the caller's RNG stays untouched.
+    with torch.random.fork_rng(devices=[]), no_init_weights():
         model = AutoModelForImageTextToText.from_config(
             config, attn_implementation=attn_implementation, dtype=torch.float32
         )
@@ -845,8 +1297,9 @@ def build_tiny_pair(
     """``(target, draft)``: a compatible pair with different sizes, own vision towers and the padded-vocab split.
 
     Compatible = same token ids, same patch / merge / temporal sizes and window settings, same position scheme;
-    different text hidden size and depth, different vision towers; default vocabs 152064 (target, as Qwen2.5-VL-7B)
-    and 151936 (draft, as -3B). The draft is seeded with ``seed + 1`` so the two are unrelated random models.
+    different text hidden size and depth, different vision towers; default vocabs: the family's padded-vocab split,
+    e.g. 152064 (target, as Qwen2.5-VL-7B) and 151936 (draft, as -3B); see each :class:`FamilySpec`. The draft is
+    seeded with ``seed + 1`` so the two are unrelated random models.
     """
     spec = _family(model_type)
     target = build_tiny_model(
@@ -884,11 +1337,17 @@ def build_processor(
 ) -> Any:
     """The family's real processor class around the local tokenizer, real chat template and real image/video processors.
 
-    Qwen families: ``min_pixels`` / ``max_pixels`` bound each frame's (and image's) area before patching; the
+    Qwen2-VL / Qwen2.5-VL: ``min_pixels`` / ``max_pixels`` bound each frame's (and image's) area before patching; the
     defaults (112² .. 168²) make a 56 px frame upscale to 112 px (16 tokens per 2 frames) and cap frames at 168 px
     (36 tokens per 2 frames), so 4-8 frame test videos give ~30-150 video tokens. The real checkpoints use
-    3136 .. 12845056 for images (and 100352 .. 602112 for video frames). LLaVA-OneVision ignores them: every frame is
-    resized to the vision tower's square input (98 px here: 16 tokens per frame, plus one newline token per video).
+    3136 .. 12845056 for images (and 100352 .. 602112 for video frames).
+    Qwen3-VL (patch 16, so 32 px per merged token): they bound each image, and -- as in the real
+    ``Qwen3VLVideoProcessor`` -- the whole clip (frames x pixels) for videos; the defaults (4 x 128² .. 8 x 192²) make
+    a 4x56x56 clip 4x128x128 (32 tokens) and leave frames up to ~260 px alone (8x168x224: 140 tokens). Each video
+    becomes per-frame-pair blocks ``<t seconds><|vision_start|><|video_pad|>*n<|vision_end|>``.
+    LLaVA-OneVision and LLaVA-NeXT-Video ignore them: every frame is resized to the vision tower's square input
+    (OneVision: 98 px, 16 tokens per frame plus one newline token per video; NeXT-Video: 112 px, 8x8 patches pooled
+    to 4x4 = 16 tokens per frame, no newline).
     """
     spec = _family(model_type)
     return spec.make_processor(
@@ -1049,15 +1508,19 @@ def make_inputs(
         question: the user text.
         question_first: put the text before the video(s) instead of after (after is the usual layout; before puts
             every query token of the verifier-guided scoring in the template suffix). Only templates that keep the
-            content order honour it: LLaVA-OneVision's renders images, then videos, then text, whatever the order.
+            content order honour it (the Qwen ones): the LLaVA templates render images, then videos, then text,
+            whatever the order.
         num_videos: minimum number of videos in the turn (0 with ``video=None`` gives a text/image-only prompt).
         image: optional image (HWC uint8 array or PIL image), placed before the videos.
         fps: the frame rate the in-memory frames stand for. It sets ``second_per_grid_ts`` (= temporal_patch_size /
-            fps; 1.0 at the default 2 fps, the rate Qwen2.5-VL samples videos at). Paths use the file's own rate.
+            fps; 1.0 at the default 2 fps, the rate Qwen2.5-VL samples videos at) and Qwen3-VL's timestamps (its
+            processor also re-samples to 2 fps: at the default every frame is kept). Paths use the file's own rate.
         add_vision_id: the template's "Video 1: " labels.
 
-    Returns the processor's ``BatchFeature`` (``input_ids``, ``attention_mask``, ``pixel_values_videos``,
-    ``video_grid_thw``, ``second_per_grid_ts``, ``mm_token_type_ids``, plus image tensors when ``image`` is given).
+    Returns the processor's ``BatchFeature``: ``input_ids``, ``attention_mask``, ``pixel_values_videos``, plus
+    ``video_grid_thw`` and ``mm_token_type_ids`` (Qwen families), ``second_per_grid_ts`` (Qwen2.5-VL), and the image
+    tensors when ``image`` is given. All videos must have the same number of frames for the LLaVA families (their
+    ``pixel_values_videos`` is one stacked tensor).
     """
     if num_videos < 0:
         raise ValueError(f"num_videos must be >= 0, got {num_videos}")
