@@ -33,7 +33,7 @@ testbed: venv
 	$(PY) -m specvlm_hf.testbed.train --out weights --ckpt .testbed_ckpt
 
 bench: venv
-	$(PY) -m specvlm_hf.bench --out benchmarks
+	$(PY) -m specvlm_hf.bench --out benchmarks --analysis benchmarks/analysis.md
 
 build: venv
 	$(PIP) install --quiet build

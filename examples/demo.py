@@ -28,19 +28,44 @@ def tiny_random_setup():
     return target, draft, processor, inputs, None
 
 
+def testbed_setup():
+    """The trained testbed pair on a fresh synthetic video (a seed never used in training or evaluation)."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from specvlm_hf.testbed import synthetic, vocab
+
+    target = Qwen2_5_VLForConditionalGeneration.from_pretrained(TESTBED / "testbed-target", dtype=torch.float32)
+    draft = Qwen2_5_VLForConditionalGeneration.from_pretrained(TESTBED / "testbed-draft", dtype=torch.float32)
+    processor = vocab.build_processor()
+    sample = synthetic.make_sample(seed=int(time.time()) % 100_000 + 2_000_000_000)
+    prompt = processor.apply_chat_template(vocab.chat_messages(sample.prompt), add_generation_prompt=True,
+                                           tokenize=False)
+    inputs = processor(text=[prompt], videos=[sample.frames], return_tensors="pt")
+    return target.eval(), draft.eval(), processor, inputs, sample.caption
+
+
+TESTBED = ROOT / "weights"
+
+
 def main() -> None:
     torch.manual_seed(0)
-    target, draft, processor, inputs, truth = tiny_random_setup()
-    print("Models: tiny random Qwen2.5-VL target (vocab 152064) and draft (vocab 151936, own vision tower)")
+    if (TESTBED / "testbed-target" / "config.json").exists():
+        target, draft, processor, inputs, truth = testbed_setup()
+        print("Models: the trained testbed pair (weights/testbed-target, weights/testbed-draft)")
+    else:
+        target, draft, processor, inputs, truth = tiny_random_setup()
+        print("Models: tiny random Qwen2.5-VL target (vocab 152064) and draft (vocab 151936, own vision tower)")
     prompt_length = inputs["input_ids"].shape[1]
+    # Warm-up (lazy hooks, allocator) so that the timings below compare like with like.
+    target.generate(**inputs, max_new_tokens=2, assistant_model=draft, video_pruning=specvlm_hf.PruneConfig())
 
     start = time.perf_counter()
-    reference = target.generate(**inputs, max_new_tokens=32, do_sample=False)
+    reference = target.generate(**inputs, max_new_tokens=48, do_sample=False)
     ar_seconds = time.perf_counter() - start
 
     config = specvlm_hf.PruneConfig(keep_ratio=0.1)
     start = time.perf_counter()
-    output = target.generate(**inputs, max_new_tokens=32, do_sample=False, assistant_model=draft,
+    output = target.generate(**inputs, max_new_tokens=48, do_sample=False, assistant_model=draft,
                              video_pruning=config)
     sd_seconds = time.perf_counter() - start
     stats = specvlm_hf.last_stats(target)

@@ -29,6 +29,18 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterf
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 _NAME_COUNTER = itertools.count()
 _REGISTRY_LOCK = threading.Lock()
+_CAPTURE_SUFFIX = "_specvlm_capture_"
+# One armed capture at a time: two calls sharing a target must not save each other's temporary implementation name
+# as the one to restore. Held from arm() to disarm(), i.e. across one target prefill.
+_ARMED = threading.RLock()
+
+
+def base_attention_implementation(config) -> str | None:
+    """The implementation a config runs outside a capture (strips our temporary capture name)."""
+    implementation = config._attn_implementation
+    if implementation is not None and _CAPTURE_SUFFIX in implementation:
+        return implementation.split(_CAPTURE_SUFFIX)[0]
+    return implementation
 
 
 def language_model_config(model: torch.nn.Module):
@@ -38,7 +50,7 @@ def language_model_config(model: torch.nn.Module):
 
 def check_capture_supported(model: torch.nn.Module) -> None:
     """Raise ``ValueError`` before decoding if the target's attention cannot be captured."""
-    implementation = language_model_config(model)._attn_implementation
+    implementation = base_attention_implementation(language_model_config(model))
     if implementation not in SUPPORTED_ATTENTION:
         raise ValueError(
             f"video_pruning with scorer 'verifier'/'topk' captures the target's attention, which supports the "
@@ -110,7 +122,7 @@ class VerifierAttentionCapture:
         prompt_length: int,
     ) -> None:
         self.config = language_model_config(model)
-        self.base_implementation = self.config._attn_implementation
+        self.base_implementation: str | None = None
         self.query_positions = query_positions
         self.video_positions = video_positions
         self.layers = frozenset(layers)
@@ -122,12 +134,17 @@ class VerifierAttentionCapture:
         self._saved_implementation: str | None = None
 
     def arm(self) -> None:
-        base = self.base_implementation
-        # The name keeps the base name as a prefix: transformers branches on "sdpa"/"flash" substrings.
-        name = f"{base}_specvlm_capture_{next(_NAME_COUNTER)}"
-        with _REGISTRY_LOCK:
-            AttentionInterface.register(name, self._make_attention_function(base))
-            AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS._global_mapping[base])
+        _ARMED.acquire()
+        try:
+            base = self.base_implementation = self.config._attn_implementation
+            # The name keeps the base name as a prefix: transformers branches on "sdpa"/"flash" substrings.
+            name = f"{base}{_CAPTURE_SUFFIX}{next(_NAME_COUNTER)}"
+            with _REGISTRY_LOCK:
+                AttentionInterface.register(name, self._make_attention_function(base))
+                AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS._global_mapping[base])
+        except BaseException:
+            _ARMED.release()
+            raise
         self._name = name
         self._saved_implementation = self.config._attn_implementation_internal
         # Only the language model's config: the vision tower keeps its own implementation.
@@ -141,6 +158,7 @@ class VerifierAttentionCapture:
             AttentionInterface._global_mapping.pop(self._name, None)
             AttentionMaskInterface._global_mapping.pop(self._name, None)
         self._name = None
+        _ARMED.release()
 
     def _make_attention_function(self, base: str) -> Callable:
         capture = self

@@ -100,7 +100,8 @@ def _generate(self, *args, **kwargs):
         # generation_config.json and reloaded: then it is the to_dict() form).
         generation_config = kwargs.get("generation_config", args[1] if len(args) > 1 else None)
         value = getattr(generation_config, "video_pruning", None)
-        if generation_config is None:
+        if generation_config is None and kwargs.get("assistant_model") is not None:
+            # The model's stored default applies, like num_assistant_tokens, only to calls with an assistant.
             value = getattr(self.generation_config, "video_pruning", None)
     if value is None:
         return _STOCK["generate"](self, *args, **kwargs)

@@ -1,0 +1,124 @@
+"""The paper's claims (a)-(d) and the issue's targets, each checked against our numbers: holds / does not hold.
+
+Thresholds are fixed here, before looking at any result, and printed beside each verdict in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .methods import FULL, STOCK, pruned_name
+
+HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
+INSENSITIVE_RATIO = 0.9  # (a): random pruning to half the video keeps >= 90% of full-video tau
+MOST_MASS = 0.5  # (b): "most" of the attention mass
+KEEP_FRACTION = 0.9  # (c): tau(verifier, keep 0.1) >= 90% of full-video tau
+TARGET_SPEEDUP = 1.5
+MAX_OVERHEAD_SHARE = 0.10
+MAX_CAPTURE_SHARE = 0.05
+
+
+def _find(summary: dict, a: str, b: str, metric: str, kind: str) -> dict[str, Any] | None:
+    for c in summary.get("comparisons", []):
+        if (c["a"], c["b"], c["metric"], c["kind"]) == (a, b, metric, kind):
+            return c
+    return None
+
+
+def _ci(c: dict[str, Any], digits: int = 3) -> str:
+    return f"{c['estimate']:.{digits}f} [95% CI {c['ci_low']:.{digits}f}, {c['ci_high']:.{digits}f}], n={c['n']}"
+
+
+def _verdict(ok: bool) -> str:
+    return HOLDS if ok else FAILS
+
+
+def _row(key: str, claim: str, verdict: str, evidence: str) -> dict[str, str]:
+    return {"id": key, "claim": claim, "verdict": verdict, "evidence": evidence}
+
+
+def claim_a(main: dict) -> dict[str, str]:
+    claim = "(a) the draft's speculation is insensitive to pruning: tau at keep 0.5 with `random` vs keep 1.0"
+    c = _find(main, pruned_name(0.5, "random"), FULL, "tau", "ratio")
+    if c is None:
+        return _row("a", claim, UNMEASURED, "needs keep 0.5 and the `random` scorer")
+    evidence = f"tau(random, 0.5) / tau(full) = {_ci(c)}; holds if >= {INSENSITIVE_RATIO}"
+    return _row("a", claim, _verdict(c["estimate"] >= INSENSITIVE_RATIO), evidence)
+
+
+def claim_b(main: dict) -> dict[str, str]:
+    claim = "(b) a small share of video tokens carries most of the verifier's attention"
+    top = main.get("attention", {}).get("top10_share")
+    if not top:
+        return _row("b", claim, UNMEASURED, "attention was not measured")
+    evidence = (f"top 10% of video tokens hold {top['mean']:.3f} of the verifier's video attention (mean; median "
+                f"{top['median']:.3f}, min {top['min']:.3f}, max {top['max']:.3f}); holds if > {MOST_MASS}")
+    obj, share = main["attention"].get("object_attention_share"), main["attention"].get("object_token_share")
+    if obj and share:
+        evidence += f". Object tokens: {share['mean']:.3f} of the tokens, {obj['mean']:.3f} of the mass"
+    return _row("b", claim, _verdict(top["mean"] > MOST_MASS), evidence)
+
+
+def claim_c(main: dict, keep: float) -> dict[str, str]:
+    claim = f"(c) at keep {keep:g}, verifier-guided keeps >= 90% of full-video tau and beats `uniform` and `random`"
+    verifier = pruned_name(keep, "verifier")
+    ratio = _find(main, verifier, FULL, "tau", "ratio")
+    uniform = _find(main, verifier, pruned_name(keep, "uniform"), "tau", "diff")
+    rand = _find(main, verifier, pruned_name(keep, "random"), "tau", "diff")
+    if ratio is None or uniform is None or rand is None:
+        return _row("c", claim, UNMEASURED, f"needs keep {keep:g} with the verifier, uniform and random scorers")
+    parts = [ratio["estimate"] >= KEEP_FRACTION, uniform["ci_low"] > 0, rand["ci_low"] > 0]
+    evidence = (f"tau(verifier)/tau(full) = {_ci(ratio)} (needs >= {KEEP_FRACTION}): {_verdict(parts[0])}; "
+                f"tau(verifier) - tau(uniform) = {_ci(uniform)} (needs CI > 0): {_verdict(parts[1])}; "
+                f"tau(verifier) - tau(random) = {_ci(rand)} (needs CI > 0): {_verdict(parts[2])}")
+    capped = [c for c in main.get("comparisons", []) if c["b"] == verifier and c["metric"] == "tau"
+              and c["a"].startswith("sd-verifier/cap")]  # the verifier with Stage I capped (stage1_max_share)
+    for c in capped:
+        evidence += f". Not part of the verdict: tau({c['a']}) - tau(verifier) = {_ci(c)}"
+    return _row("c", claim, _verdict(all(parts)), evidence)
+
+
+def claim_d(main: dict, long: dict | None, keep: float) -> dict[str, str]:
+    claim = ("(d) full-video SD is slower than pruned SD, and the gap grows with the number of video tokens "
+             f"(decode-only speedups, verifier keep {keep:g} vs keep 1.0)")
+    verifier = pruned_name(keep, "verifier")
+    short = _find(main, verifier, FULL, "speedup_decode", "ratio")
+    longer = _find(long, verifier, FULL, "speedup_decode", "ratio") if long else None
+    if short is None or longer is None:
+        return _row("d", claim, UNMEASURED, "needs the main and the long row set with both methods")
+    n_short = main["methods"][FULL].get("video_tokens", 0)
+    n_long = long["methods"][FULL].get("video_tokens", 0)
+    parts = [short["ci_low"] > 1, longer["ci_low"] > 1, longer["estimate"] > short["estimate"]]
+    evidence = (f"speedup(pruned)/speedup(full): {n_short:.0f} video tokens {_ci(short)}, "
+                f"{n_long:.0f} video tokens {_ci(longer)}; holds if both CIs > 1 and the ratio grows")
+    return _row("d", claim, _verdict(all(parts)), evidence)
+
+
+def paper_claims(main: dict, long: dict | None, keeps: list[float]) -> list[dict[str, str]]:
+    """Verdicts of the paper's claims (a)-(d)."""
+    keep = 0.1 if 0.1 in keeps else keeps[0]
+    return [claim_a(main), claim_b(main), claim_c(main, keep), claim_d(main, long, keep)]
+
+
+def issue_targets(main: dict, keeps: list[float]) -> list[dict[str, str]]:
+    """The issue's reported targets: decode speedup, overhead and capture shares at the smallest keep."""
+    keep = 0.1 if 0.1 in keeps else keeps[0]
+    method = main["methods"].get(pruned_name(keep, "verifier"))
+    if not method or not method.get("samples"):
+        return []
+    rows = []
+    speed = method["speedup_decode"]["median"]
+    others = {m: main["methods"][m]["speedup_decode"]["median"] for m in (FULL, STOCK)
+              if main["methods"].get(m, {}).get("samples")}
+    ok = speed >= TARGET_SPEEDUP and all(speed > v for v in others.values())
+    rows.append(_row(
+        "T1", f"decode speedup at keep {keep:g} (verifier) >= {TARGET_SPEEDUP}x and above full-video SD and stock",
+        _verdict(ok), f"median {speed:.2f}x; " + ", ".join(f"{m} {v:.2f}x" for m, v in others.items()),
+    ))
+    overhead = method["overhead_share_of_draft"]
+    rows.append(_row("T2", f"overhead_s <= {MAX_OVERHEAD_SHARE:.0%} of drafting time (draft_s)",
+                     _verdict(overhead <= MAX_OVERHEAD_SHARE), f"{overhead:.1%}"))
+    capture = method["capture_share_of_prefill"]
+    rows.append(_row("T3", f"capture <= {MAX_CAPTURE_SHARE:.0%} of the target prefill",
+                     _verdict(capture <= MAX_CAPTURE_SHARE), f"{capture:.1%}"))
+    return rows

@@ -1,0 +1,367 @@
+"""RESULTS.md and the PNG plots, written from the JSON results (never from live objects: the report is reproducible
+from results.json alone)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from . import summary as definitions
+from .methods import AR, FULL, STOCK, pruned_name, scorer_labels
+
+PLOTS = {
+    "tau_vs_keep": "tau_vs_keep.png",
+    "speedup_vs_keep": "speedup_vs_keep.png",
+    "speedup_vs_video_tokens": "speedup_vs_video_tokens.png",
+}
+
+
+# -- environment -----------------------------------------------------------------------------------------------------
+
+
+def environment(threads: int) -> dict[str, Any]:
+    """Machine and library versions the run used."""
+    import torch
+    import transformers
+
+    import specvlm_hf
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "specvlm_hf": specvlm_hf.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+# -- formatting ------------------------------------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _spread(s: dict | None, digits: int = 2, suffix: str = "") -> str:
+    if not s:
+        return "–"
+    return f"{s['median']:.{digits}f}{suffix} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
+
+
+def _method_label(name: str, method: dict[str, Any]) -> tuple[str, str]:
+    """(keep, scorer) columns of a method name."""
+    if name == AR:
+        return "–", "–"
+    if name == STOCK:
+        return "1 (draft blind)", "–"
+    if name == FULL:
+        return "1", "–"
+    _, scorer, keep = name.split("-", 2)
+    return keep, scorer
+
+
+def methods_table(s: dict[str, Any]) -> str:
+    """The headline table of one row set."""
+    head = ("| method | keep | scorer | video tokens seen by draft | τ mean (median) | accepted/round | acceptance | "
+            "decode speedup median [min, max] | end-to-end speedup median [min, max] | AR time median [s] | "
+            "output = AR |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for name, m in s["methods"].items():
+        if not m["samples"]:
+            continue
+        keep, scorer = _method_label(name, m)
+        tau = m.get("tau")
+        kept = f"{m['kept_video_tokens']:.0f}/{m['video_tokens']:.0f}" if "kept_video_tokens" in m else "–"
+        rows.append(
+            f"| `{name}` | {keep} | {scorer} | {kept} | "
+            f"{_num(tau and tau['mean'])} ({_num(tau and tau['median'])}) | {_num(m.get('accepted_per_round'))} | "
+            f"{_num(m.get('acceptance_rate') and 100 * m['acceptance_rate'], 1)}{'%' if 'acceptance_rate' in m else ''} | "
+            f"{_spread(m.get('speedup_decode'), suffix='×')} | {_spread(m.get('speedup_e2e'), suffix='×')} | "
+            f"{_num(m['seconds']['median'], 3) if name == AR else ''} | "
+            f"{'yes' if m['all_match_ar'] else '**NO**'} ({m['samples']}) |"
+        )
+    return "\n".join([head, *rows])
+
+
+def time_split_table(s: dict[str, Any]) -> str:
+    """Mean SpecStats seconds per sample, plus the overhead and capture shares."""
+    head = ("| method | target prefill | capture | draft prefill | draft | verify | overhead | overhead / draft | "
+            "capture / target prefill | accept histogram (rounds accepting 0, 1, … drafts) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for name, m in s["methods"].items():
+        if "mean_times_s" not in m:
+            continue
+        t = m["mean_times_s"]
+        rows.append(
+            f"| `{name}` | " + " | ".join(f"{1e3 * t[k]:.1f}" for k in definitions.TIME_FIELDS)
+            + f" | {m['overhead_share_of_draft']:.1%} | {m['capture_share_of_prefill']:.1%} | "
+            f"{m['accept_histogram']} |"
+        )
+    return "\n".join([head + "\n" + "| *(ms, mean per sample)* |" + " |" * 9, *rows])
+
+
+def comparisons_table(s: dict[str, Any]) -> str:
+    """Paired bootstrap intervals."""
+    head = ("| comparison | metric | estimate | 95% CI | n |\n|---|---|---|---|---|")
+    rows = []
+    for c in s["comparisons"]:
+        op = "−" if c["kind"] == "diff" else "/"
+        rows.append(f"| `{c['a']}` {op} `{c['b']}` | {c['metric']} | {c['estimate']:.3f} | "
+                    f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}] | {c['n']} |")
+    return "\n".join([head, *rows])
+
+
+def attention_line(s: dict[str, Any]) -> str:
+    a = s.get("attention", {})
+    if not a:
+        return "Verifier attention: not measured."
+    parts = [f"top 10% of video tokens hold {_spread(a['top10_share'], 3)} of the verifier's video attention"]
+    if "object_attention_share" in a:
+        parts.append(f"object tokens hold {_spread(a['object_attention_share'], 3)} of it while being "
+                     f"{_spread(a['object_token_share'], 3)} of the video tokens")
+    return "Verifier attention (median [min, max] over samples): " + "; ".join(parts) + "."
+
+
+def claims_table(rows: list[dict[str, str]]) -> str:
+    head = "| | claim | verdict | our numbers |\n|---|---|---|---|"
+    body = [f"| {r['id']} | {r['claim']} | **{r['verdict']}** | {r['evidence']} |" for r in rows]
+    return "\n".join([head, *body])
+
+
+def set_section(name: str, data: dict[str, Any]) -> str:
+    s = data["summary"]
+    cost = data.get("cost", {})
+    tokens = data["samples"][0]["video_tokens"] if data["samples"] else 0
+    exact = s.get("ar_caption_exact_match")
+    accuracy = ("" if exact is None else
+                f"\nThe target's greedy caption equals the ground-truth caption on {exact:.1%} of these videos.")
+    errors = "".join(f"\n\n`{m}` was skipped after it raised: `{e}`" for m, e in data.get("errors", {}).items())
+    return f"""## Row set `{name}`: {len(data['samples'])} videos, {tokens} video tokens each
+
+Decode-step cost (1 token, KV cache, after this set's first prefill, median of 40): target
+{_num(cost.get('target_ms'))} ms, draft {_num(cost.get('draft_ms'))} ms, **ratio {_num(cost.get('ratio'))}×**.
+{attention_line(s)}{accuracy}{errors}
+
+{methods_table(s)}
+
+Time split (SpecStats):
+
+{time_split_table(s)}
+
+Paired bootstrap over videos ({definitions.BOOTSTRAP_RESAMPLES} resamples; `−` = difference of means, `/` = ratio of
+means):
+
+{comparisons_table(s)}
+"""
+
+
+def models_line(results: dict[str, Any]) -> str:
+    """Target and draft: name, size, model card link."""
+    parts = []
+    for role, m in results.get("models", {}).items():
+        card = f", [model card](../{m['model_card']})" if m.get("model_card") and not Path(m["model_card"]).is_absolute() else ""
+        parts.append(f"**{role}** `{m['name']}` ({m['parameters'] / 1e6:.2f} M parameters, {m['layers']} layer{'s' if m['layers'] != 1 else ''}, "
+                     f"hidden {m['hidden_size']}{card})")
+    if not parts:
+        cfg = results["config"]
+        return f"**target** `{cfg['target']}`; **draft** `{cfg['draft']}`"
+    return "; ".join(parts)
+
+
+def headline(results: dict[str, Any]) -> str:
+    """One paragraph: the main set's τ and decode speedups at the smallest keep ratio, beside the cost ratio."""
+    data = results["sets"].get("main")
+    if not data or not data["samples"]:
+        return ""
+    s, keep = data["summary"], results["config"]["keep"][0]
+
+    def tau(name: str) -> str:
+        return _num(_median(s, name, "tau"))
+
+    def speed(name: str) -> str:
+        return _num(_median(s, name, "speedup_decode"))
+
+    verifier = pruned_name(keep, "verifier")
+    others = ", ".join(f"{scorer} {tau(pruned_name(keep, scorer))}" for scorer in scorer_labels(results["config"])
+                       if scorer != "verifier")
+    return (f"**Headline** (main set, {data['samples'][0]['video_tokens']} video tokens, {len(data['samples'])} "
+            f"videos): at keep {keep:g} the verifier-pruned draft reaches τ = {tau(verifier)} tokens per verification "
+            f"(full video {tau(FULL)}; {others}; stock HF assisted {tau(STOCK)}), a median decode-only speedup of "
+            f"{speed(verifier)}× over AR (full-video SD {speed(FULL)}×, stock HF assisted {speed(STOCK)}×, "
+            f"self-speculation {speed(pruned_name(keep, 'verifier', True))}×), with a measured target/draft "
+            f"decode-step cost ratio of {_num(data['cost'].get('ratio'))}×.")
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The whole RESULTS.md."""
+    cfg, env = results["config"], results["environment"]
+    mismatches = results["mismatches"]
+    status = ("**Every speculative output was identical to AR, token for token.**" if not mismatches else
+              f"**{len(mismatches)} speculative output(s) DIFFERED from AR** — see `mismatches` in results.json.")
+    sets = "\n".join(set_section(n, d) for n, d in results["sets"].items())
+    plots = "\n\n".join(f"![{k}]({v})" for k, v in PLOTS.items())
+    note = f"\n> {results['note']}\n" if results.get("note") else ""
+    analysis = f"{results['analysis'].strip()}\n\n" if results.get("analysis") else ""
+    rendered = f"; this report re-rendered from its results.json by `{results['rendered_by']}`" \
+        if results.get("rendered_by") else ""
+    return f"""# specvlm-hf benchmark results
+
+Generated by `{results['command']}` on {results['finished']} (UTC){rendered}.
+{note}
+- {models_line(results)} ({cfg['dtype']}, {cfg['device']}); videos: `{cfg['videos']}`.
+- Greedy, batch 1, γ = {cfg['num_draft_tokens']} drafted tokens per round, max_new_tokens = {cfg['max_new_tokens']};
+  keep ratios {cfg['keep']}, scorers {scorer_labels(cfg)} (`verifier/capS` = the verifier scorer with
+  `PruneConfig(stage1_max_share=S)`: Stage I takes at most S of the budget, Stage II the rest); self-speculation
+  (the target drafts for itself on its pruned prompt) at keep {cfg['keep'][0]} (`self-…`).
+- Every method runs on the same inputs, interleaved per video (the order rotates per video); one warm-up video first.
+- Machine: {env['cpu']}, {env['cpu_count']} cores, torch threads {env['torch_threads']}{', GPU ' + env['cuda'] if env['cuda'] else ''};
+  Python {env['python']}, torch {env['torch']}, transformers {env['transformers']}, specvlm-hf {env['specvlm_hf']}
+  ({env['platform']}).
+- Run time: {results['wall_s'] / 60:.1f} min.
+
+{status}
+
+{headline(results)}
+
+## Evidence: the paper's claims
+
+{claims_table(results['claims'])}
+
+{analysis}## The issue's targets (reported, not asserted)
+
+{claims_table(results['targets']) if results['targets'] else 'not measured'}
+
+{sets}
+## Plots
+
+{plots}
+
+## Definitions
+
+- **τ** = `SpecStats.mean_accepted_length` = (new tokens − 1) / verification rounds: tokens per target verification
+  forward, bonus token included (DESIGN.md §2), mean over videos. **accepted/round** = accepted drafts per round,
+  bonus excluded (what the paper's code printed). **acceptance** = accepted / drafted, pooled over videos.
+  For `stock-assisted` (no SpecStats) the τ column is new tokens / target forwards (its prefill is fused with the
+  first verification).
+- **End-to-end time** = wall time of the `generate` call. **Decode-only time** = end-to-end minus the prefills.
+  *AR first token* = wall time of `generate(max_new_tokens=1)` on the same video, run interleaved with the methods
+  (generate's set-up + the target prefill + the first token). AR: end-to-end − AR first token. Speculative methods:
+  end-to-end − AR first token − `SpecStats.draft_prefill_s`. The same measured set-up and target prefill is removed
+  from every method because generate's set-up grows with the number of video tokens (M-RoPE position ids,
+  multimodal bookkeeping; the part of SD's wall time outside every SpecStats timer is a median ~13 ms at 144 video
+  tokens and ~34 ms at 576 here); what SD adds to its own prefill (the
+  attention capture, its wrapper's set-up) stays in its decode time, which is conservative for SD.
+  `stock-assisted`: end-to-end − AR first token.
+- **Speedup** = AR time / method time per video; median with [min, max] over videos.
+- Bootstrap: paired over videos (the same videos for both methods), percentile 95% intervals.
+- Verifier attention = `specvlm_hf.capture.video_attention_scores` (the scores pruning uses): query rows after the
+  video, mean over heads, queries and layers, renormalised over the video tokens.
+- Decode-step cost: median of single-token forwards with a KV cache after the video prefill, target and draft
+  interleaved.
+"""
+
+
+# -- plots -----------------------------------------------------------------------------------------------------------
+
+
+def _median(summary_: dict, method: str, metric: str) -> float | None:
+    m = summary_["methods"].get(method)
+    value = m.get(metric) if m and m.get("samples") else None
+    return None if value is None else (value["mean"] if metric == "tau" else value["median"])
+
+
+def _keep_curve(summary_: dict, keeps: list[float], scorer: str, metric: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for keep in [*sorted(keeps), 1.0]:
+        value = _median(summary_, FULL if keep == 1.0 else pruned_name(keep, scorer), metric)
+        if value is not None:
+            xs.append(keep)
+            ys.append(value)
+    return xs, ys
+
+
+def _plot_vs_keep(results: dict, metric: str, ylabel: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    cfg = results["config"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for set_name, style in (("main", "-o"), ("long", "--s")):
+        data = results["sets"].get(set_name)
+        if not data or not data["samples"]:
+            continue
+        tokens = data["samples"][0]["video_tokens"]
+        for colour, scorer in enumerate(scorer_labels(cfg)):
+            xs, ys = _keep_curve(data["summary"], cfg["keep"], scorer, metric)
+            ax.plot(xs, ys, style, color=f"C{colour}", label=f"{scorer} ({tokens} tok)")
+        stock = _median(data["summary"], STOCK, metric)
+        if stock is not None:
+            ax.axhline(stock, color="grey", linestyle=":" if set_name == "main" else "-.", label=f"stock HF ({tokens} tok)")
+        self_name = pruned_name(cfg["keep"][0], "verifier", True)
+        value = _median(data["summary"], self_name, metric)
+        if value is not None:
+            ax.plot([cfg["keep"][0]], [value], "*" if set_name == "main" else "P", color="black", markersize=10,
+                    label=f"self-speculation ({tokens} tok)")
+    if metric != "tau":
+        ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ticks = sorted({*cfg["keep"], 1.0})
+    ax.set_xticks(ticks, [f"{k:g}" for k in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("keep ratio (share of video tokens the draft sees; 1 = full-video SD)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_vs_tokens(results: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    cfg = results["config"]
+    keep = cfg["keep"][0]
+    methods = [FULL, pruned_name(keep, "verifier"), pruned_name(keep, "verifier", True), STOCK]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sets = [d for d in results["sets"].values() if d["samples"]]
+    sets.sort(key=lambda d: d["samples"][0]["video_tokens"])
+    for colour, method in enumerate(methods):
+        for metric, style in (("speedup_decode", "-o"), ("speedup_e2e", ":x")):
+            points = [(d["samples"][0]["video_tokens"], _median(d["summary"], method, metric)) for d in sets]
+            points = [(x, y) for x, y in points if y is not None]
+            if points:
+                label = f"{method} ({'decode' if metric == 'speedup_decode' else 'end-to-end'})"
+                ax.plot(*zip(*points), style, color=f"C{colour}", label=label)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("video tokens per sample")
+    ax.set_ylabel("median speedup over AR")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_plots(results: dict[str, Any], out: Path) -> None:
+    """τ vs keep per scorer, decode speedup vs keep, speedup vs number of video tokens."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _plot_vs_keep(results, "tau", "τ (tokens per verification, bonus incl.; mean)", out / PLOTS["tau_vs_keep"])
+    _plot_vs_keep(results, "speedup_decode", "decode-only speedup over AR (median)", out / PLOTS["speedup_vs_keep"])
+    _plot_vs_tokens(results, out / PLOTS["speedup_vs_video_tokens"])

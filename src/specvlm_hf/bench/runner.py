@@ -1,0 +1,141 @@
+"""The benchmark loop: every method on every input, interleaved per sample, each SD output checked against AR."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from .inputs import BenchInput
+from .measure import attention_concentration, decode_step_ms
+from .methods import AR, AR_PREFILL, Method, Run, run_method
+
+
+@dataclass
+class RunSettings:
+    """What every generate call of the run shares."""
+
+    max_new_tokens: int
+    gamma: int
+    attention: bool = True  # measure the verifier attention concentration per sample (one extra target prefill)
+
+
+@dataclass
+class SetResult:
+    """Raw results of one row set (e.g. "main" = 144 video tokens, "long" = 576)."""
+
+    name: str
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # method -> error string (method skipped after it)
+    cost: dict[str, float] = field(default_factory=dict)
+
+
+def first_difference(a: list[int], b: list[int]) -> int | None:
+    """Index of the first differing token (a length difference counts), None when equal."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def report_mismatch(set_name: str, sample: str, method: str, reference: list[int], tokens: list[int]) -> dict:
+    """Print a loud warning and return the JSON record of an SD output that differs from AR."""
+    index = first_difference(reference, tokens)
+    banner = "!" * 100
+    print(
+        f"\n{banner}\nMISMATCH [{set_name}] sample {sample} method {method}: output differs from AR at generated token "
+        f"{index}\n  AR: {reference}\n  SD: {tokens}\n{banner}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return {"set": set_name, "sample": sample, "method": method, "first_difference": index,
+            "ar_tokens": reference, "method_tokens": tokens}
+
+
+def rotated(methods: list[Method], offset: int) -> list[Method]:
+    """The methods in a per-sample rotated order, so that no method always runs first (cold caches) or last."""
+    offset %= len(methods)
+    return methods[offset:] + methods[:offset]
+
+
+def run_sample(
+    methods: list[Method], target, draft, item: BenchInput, settings: RunSettings, result: SetResult, index: int
+) -> dict[str, Run]:
+    """All enabled methods on one input. A failing stock call disables stock for the rest of the set (recorded)."""
+    runs: dict[str, Run] = {}
+    for method in rotated(methods, index):
+        if method.name in result.errors:
+            continue
+        try:
+            runs[method.name] = run_method(method, target, draft, item.inputs, settings.max_new_tokens, settings.gamma)
+        except Exception as error:  # only stock may fail: it rejects some pairs, and its blind draft may
+            if method.kind != "stock":  # propose placeholder ids. Our methods failing is a bug: raise it.
+                raise
+            result.errors[method.name] = f"{type(error).__name__}: {error}"
+            tqdm.write(f"stock assisted generation raised on {item.name}; skipping it: {result.errors[method.name]}")
+    return runs
+
+
+def sample_record(item: BenchInput, runs: dict[str, Run], result: SetResult) -> dict[str, Any]:
+    """The JSON record of one sample; checks every speculative output against AR token for token."""
+    reference = runs[AR].tokens
+    record: dict[str, Any] = {
+        "name": item.name,
+        "video_tokens": item.video_tokens,
+        "reference_caption": item.reference,
+        "ar_prefill_s": runs[AR_PREFILL].seconds,
+        "methods": {},
+    }
+    for name, run in runs.items():
+        if name == AR_PREFILL:
+            continue
+        matches = run.tokens == reference
+        if not matches:
+            result.mismatches.append(report_mismatch(result.name, item.name, name, reference, run.tokens))
+        record["methods"][name] = {
+            "seconds": run.seconds,
+            "new_tokens": len(run.tokens),
+            "matches_ar": matches,
+            "stats": run.stats,
+            "target_forwards": run.target_forwards,
+        }
+    record["ar_tokens"] = reference
+    return record
+
+
+def run_set(
+    name: str, items: list[BenchInput], methods: list[Method], target, draft, settings: RunSettings
+) -> SetResult:
+    """Warm up on the first input, measure the decode-step cost ratio, then run every sample (tqdm bar)."""
+    result = SetResult(name)
+    if not items:
+        return result
+    warmup = SetResult(f"{name}-warmup")
+    run_sample(methods, target, draft, items[0], settings, warmup, 0)  # lazy hooks, allocator, first-call costs
+    result.errors.update(warmup.errors)
+    result.cost = decode_step_ms(target, draft, items[0].inputs)
+    for index, item in enumerate(tqdm(items, desc=f"{name} ({items[0].video_tokens} video tokens)", unit="video")):
+        runs = run_sample(methods, target, draft, item, settings, result, index)
+        record = sample_record(item, runs, result)
+        if settings.attention:
+            record["attention"] = attention_concentration(target, item.inputs, item.object_mask)
+        result.samples.append(record)
+    return result
+
+
+def annotate_captions(result: SetResult, tokenizer) -> None:
+    """Decode AR's output per sample and, where a ground-truth caption exists (testbed), record whether it matches."""
+    for record in result.samples:
+        text = tokenizer.decode(record["ar_tokens"], skip_special_tokens=True).strip()
+        record["ar_text"] = text
+        if record["reference_caption"] is not None:
+            record["ar_equals_reference"] = text == record["reference_caption"]
+
+
+def set_threads(threads: int) -> None:
+    """Tiny models are per-op-overhead bound: one thread is usually fastest and keeps timings stable."""
+    torch.set_num_threads(threads)
