@@ -8,49 +8,14 @@ import copy
 
 import pytest
 import torch
+from model_state import assert_same_snapshot, snapshot
 from transformers import DynamicCache
-from transformers.masking_utils import AttentionMaskInterface
-from transformers.modeling_utils import AttentionInterface
 
 from specvlm_hf import PruneConfig, check_transformers_version
 
 
-def attention_implementations(config, prefix="") -> dict:
-    out = {prefix or "<top>": config._attn_implementation}
-    for key in getattr(config, "sub_configs", {}):
-        sub = getattr(config, key, None)
-        if sub is not None:
-            out.update(attention_implementations(sub, f"{prefix}{key}."))
-    return out
-
-
-def hook_count(model) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
-    )
-
-
-def snapshot(model) -> dict:
-    return {
-        "attn": attention_implementations(model.config),
-        "hooks": hook_count(model),
-        "generation_config": model.generation_config.to_dict(),
-        "config": model.config.to_dict(),
-        "training": model.training,
-        "rope_deltas": None if model.model.rope_deltas is None else model.model.rope_deltas.clone(),
-        "registries": (sorted(AttentionInterface._global_mapping), sorted(AttentionMaskInterface._global_mapping)),
-    }
-
-
 def assert_unchanged(before: dict, model) -> None:
-    after = snapshot(model)
-    for key in before:
-        if key == "rope_deltas":
-            assert (before[key] is None) == (after[key] is None) and (
-                before[key] is None or torch.equal(before[key], after[key])
-            ), key
-        else:
-            assert before[key] == after[key], key
+    assert_same_snapshot(before, snapshot(model))
 
 
 @pytest.fixture()

@@ -122,6 +122,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self.target_vocab = target.config.get_text_config().vocab_size
         self.draft_vocab = draft.config.get_text_config().vocab_size
         self.draft_device = draft.device
+        self._vocab_pad: torch.Tensor | None = None
         stats.video_tokens = self.video_positions.numel()
 
         self.capture: VerifierAttentionCapture | None = None
@@ -371,8 +372,9 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         if self.draft_vocab > self.target_vocab:
             return logits[:, : self.target_vocab]
         if self.draft_vocab < self.target_vocab:
-            pad = logits.new_full((logits.shape[0], self.target_vocab - self.draft_vocab), float("-inf"))
-            return torch.cat([logits, pad], dim=-1)
+            if self._vocab_pad is None:  # built once per call, not per drafted token
+                self._vocab_pad = logits.new_full((logits.shape[0], self.target_vocab - self.draft_vocab), float("-inf"))
+            return torch.cat([logits, self._vocab_pad], dim=-1)
         return logits
 
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-SCORERS = ("verifier", "uniform", "random", "topk")
+from .pruning import SCORERS
+
 POSITION_MODES = ("original", "compact")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -30,12 +30,13 @@ class FamilySpec:
     """
 
     model_type: str
-    video_token_attr: str
-    image_token_attr: str | None
     video_inputs: tuple[str, ...]
     image_inputs: tuple[str, ...]
     compatibility: tuple[str, ...]
     video_token_counts: Callable[[Any, Mapping[str, Any]], list[int]]
+    # Every supported family exposes these names (LLaVA configs map them to *_token_index).
+    video_token_attr: str = "video_token_id"
+    image_token_attr: str | None = "image_token_id"
 
     def video_token_id(self, config: Any) -> int:
         return int(getattr(config, self.video_token_attr))
@@ -98,43 +99,31 @@ _LLAVA_GEOMETRY = (
     "image_grid_pinpoints",
 )
 
+_QWEN2_VL = FamilySpec(
+    model_type="qwen2_vl",
+    video_inputs=("pixel_values_videos", "video_grid_thw"),
+    image_inputs=("pixel_values", "image_grid_thw"),
+    compatibility=_QWEN_VISION_GEOMETRY,
+    video_token_counts=_grid_token_counts,
+)
+
 FAMILIES: dict[str, FamilySpec] = {
     spec.model_type: spec
     for spec in (
-        FamilySpec(
-            model_type="qwen2_vl",
-            video_token_attr="video_token_id",
-            image_token_attr="image_token_id",
-            video_inputs=("pixel_values_videos", "video_grid_thw"),
-            image_inputs=("pixel_values", "image_grid_thw"),
-            compatibility=_QWEN_VISION_GEOMETRY,
-            video_token_counts=_grid_token_counts,
-        ),
+        _QWEN2_VL,
         FamilySpec(
             model_type="qwen2_5_vl",
-            video_token_attr="video_token_id",
-            image_token_attr="image_token_id",
             video_inputs=("pixel_values_videos", "video_grid_thw", "second_per_grid_ts"),
             image_inputs=("pixel_values", "image_grid_thw"),
             # tokens_per_second: the M-RoPE temporal spacing of the video positions.
             compatibility=(*_QWEN_VISION_GEOMETRY, "vision_config.tokens_per_second"),
             video_token_counts=_grid_token_counts,
         ),
-        FamilySpec(
-            # Placeholders are split per frame (timestamp text between frames); deepstack features are sliced
-            # together with the pooled features (transformers' _slice_mm_encoder_output).
-            model_type="qwen3_vl",
-            video_token_attr="video_token_id",
-            image_token_attr="image_token_id",
-            video_inputs=("pixel_values_videos", "video_grid_thw"),
-            image_inputs=("pixel_values", "image_grid_thw"),
-            compatibility=_QWEN_VISION_GEOMETRY,
-            video_token_counts=_grid_token_counts,
-        ),
+        # Qwen3-VL reads the same inputs as Qwen2-VL. Its placeholders are split per frame (timestamp text between
+        # frames) and its deepstack features are sliced together with the pooled ones (_slice_mm_encoder_output).
+        replace(_QWEN2_VL, model_type="qwen3_vl"),
         FamilySpec(
             model_type="llava_onevision",
-            video_token_attr="video_token_id",
-            image_token_attr="image_token_id",
             video_inputs=("pixel_values_videos", "image_sizes_videos"),
             image_inputs=("pixel_values", "image_sizes", "batch_num_images"),
             compatibility=(*_LLAVA_GEOMETRY, "vision_aspect_ratio"),
@@ -142,8 +131,6 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             model_type="llava_next_video",
-            video_token_attr="video_token_id",
-            image_token_attr="image_token_id",
             video_inputs=("pixel_values_videos",),
             image_inputs=("pixel_values", "image_sizes"),
             compatibility=(*_LLAVA_GEOMETRY, "spatial_pool_stride"),
