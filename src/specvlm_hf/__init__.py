@@ -13,6 +13,7 @@ from .families import FAMILIES
 from .integration import check_transformers_version, is_registered, register, unregister
 from .pruning import select_video_tokens
 from .stats import SpecStats, last_stats
+from .verification import word_token_ids
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "register",
     "select_video_tokens",
     "unregister",
+    "word_token_ids",
 ]
 
 register()

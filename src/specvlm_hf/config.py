@@ -10,6 +10,8 @@ from typing import Any
 from .pruning import SCORERS
 
 POSITION_MODES = ("original", "compact")
+VERIFY_MODES = ("strict", "loose")
+LOOSE_RULES = ("any", "target_topk")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,25 @@ class PruneConfig:
             keys out of the full prompt); ``"compact"`` re-indexes the pruned prompt contiguously.
         num_draft_tokens: tokens the draft proposes per verification round (gamma), at least 1.
         seed: seed of the ``"random"`` scorer.
+
+    Verification (the target checks every drafted token either way):
+        verify: ``"strict"`` (default; lossless: greedy output equals the target alone, sampling its distribution) or
+            ``"loose"`` (LVSpec, **lossy**, greedy only): visually relevant drafted tokens ("anchors") must match
+            exactly, the least relevant ones may differ. The fields below apply to ``"loose"`` only.
+        relax_ratio: share of each verification block's drafted tokens (the least visually relevant,
+            ``floor(relax_ratio * n)`` of the n drafted) that are relaxed; in [0, 1].
+        relevance_top_n: a drafted token's visual relevance is the mean of its top-``relevance_top_n`` cosine
+            similarities to the video tokens (target last-layer hidden states); >= 1.
+        loose_rule: at a relaxed mismatch, ``"any"`` accepts the drafted token; ``"target_topk"`` accepts it only if it
+            is among the target's top ``loose_top_k`` tokens there. Either way never a token the target's logits
+            processors forbid (score -inf).
+        loose_top_k: k of ``"target_topk"``; >= 1.
+        shift_window: a mismatched drafted token equal to the target's prediction at most this many positions away
+            in the block is accepted if the next ``min(shift_window, remaining)`` (at least one) drafted tokens match
+            exactly (re-synchronisation). 0 disables it; >= 0.
+        protect_tokens: token ids never relaxed or shifted (e.g. negations: see `word_token_ids`), in addition to
+            eos/bos/pad, the model config's special token ids and the tokenizer's special tokens when
+            ``tokenizer=`` is passed to ``generate``.
     """
 
     keep_ratio: float = 0.1
@@ -44,6 +65,13 @@ class PruneConfig:
     positions: str = "original"
     num_draft_tokens: int = 5
     seed: int = 0
+    verify: str = "strict"
+    relax_ratio: float = 0.7
+    relevance_top_n: int = 10
+    loose_rule: str = "any"
+    loose_top_k: int = 5
+    shift_window: int = 1
+    protect_tokens: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check_unit_interval("keep_ratio", self.keep_ratio)
@@ -55,14 +83,25 @@ class PruneConfig:
         if self.positions not in POSITION_MODES:
             raise ValueError(f"PruneConfig.positions must be one of {POSITION_MODES}, got {self.positions!r}.")
         object.__setattr__(self, "layers", _normalise_layers(self.layers))
-        if isinstance(self.num_draft_tokens, bool) or not isinstance(self.num_draft_tokens, int):
-            raise ValueError(
-                f"PruneConfig.num_draft_tokens must be an int >= 1, got {self.num_draft_tokens!r}."
-            )
-        if self.num_draft_tokens < 1:
-            raise ValueError(f"PruneConfig.num_draft_tokens must be >= 1, got {self.num_draft_tokens}.")
+        _check_int("num_draft_tokens", self.num_draft_tokens, minimum=1)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"PruneConfig.seed must be an int, got {self.seed!r}.")
+        if self.verify not in VERIFY_MODES:
+            raise ValueError(f"PruneConfig.verify must be one of {VERIFY_MODES}, got {self.verify!r}.")
+        if isinstance(self.relax_ratio, bool) or not isinstance(self.relax_ratio, (int, float)) \
+                or math.isnan(self.relax_ratio) or not 0.0 <= self.relax_ratio <= 1.0:
+            raise ValueError(f"PruneConfig.relax_ratio must be a number in [0, 1], got {self.relax_ratio!r}.")
+        _check_int("relevance_top_n", self.relevance_top_n, minimum=1)
+        if self.loose_rule not in LOOSE_RULES:
+            raise ValueError(f"PruneConfig.loose_rule must be one of {LOOSE_RULES}, got {self.loose_rule!r}.")
+        _check_int("loose_top_k", self.loose_top_k, minimum=1)
+        _check_int("shift_window", self.shift_window, minimum=0)
+        object.__setattr__(self, "protect_tokens", _normalise_token_ids(self.protect_tokens))
+
+    @property
+    def is_loose(self) -> bool:
+        """Whether verification is the lossy LVSpec rule (our own decoding loop runs then)."""
+        return self.verify == "loose"
 
     @property
     def needs_verifier_attention(self) -> bool:
@@ -88,6 +127,7 @@ class PruneConfig:
         out = asdict(self)
         if out["layers"] != "all":
             out["layers"] = list(out["layers"])
+        out["protect_tokens"] = list(out["protect_tokens"])
         return out
 
     @classmethod
@@ -118,6 +158,27 @@ def _check_unit_interval(name: str, value: Any, *, none_hint: bool = False) -> N
         raise ValueError(f"PruneConfig.{name} must be a number in (0, 1]{hint}, got {value!r}.")
     if math.isnan(value) or not 0.0 < value <= 1.0:
         raise ValueError(f"PruneConfig.{name} must be in (0, 1]{hint}, got {value!r}.")
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"PruneConfig.{name} must be an int >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"PruneConfig.{name} must be >= {minimum}, got {value}.")
+
+
+def _normalise_token_ids(ids: Any) -> tuple[int, ...]:
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (Sequence, set, frozenset)):
+        raise ValueError(
+            f"PruneConfig.protect_tokens must be a sequence of token ids (ints), got {ids!r}. To protect words, "
+            "pass specvlm_hf.word_token_ids(tokenizer, ['not', 'no'])."
+        )
+    if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
+        raise ValueError(
+            f"PruneConfig.protect_tokens must contain non-negative int token ids only, got {ids!r}. To protect words, "
+            "pass specvlm_hf.word_token_ids(tokenizer, ['not', 'no'])."
+        )
+    return tuple(sorted(set(ids)))
 
 
 def _normalise_layers(layers: Any) -> str | tuple[int, ...]:

@@ -9,9 +9,10 @@ Importing specvlm_hf calls `register()`, which patches three methods of ``Genera
 * ``_get_candidate_generator`` — returns our `PrunedVideoCandidateGenerator` for the active call's target.
 * ``_validate_generation_mode`` — skips the stock tokenizer check for the active call (our compatibility check
   replaces it: stock rejects pairs whose vocabularies differ only by padding, e.g. Qwen2.5-VL 7B vs 3B).
-* ``_assisted_decoding`` — only records the prepared stopping criteria for the active call: the draft stops
-  drafting where they would stop generation, so that the stock loop never commits tokens past a stop (it crops
-  only at eos and max_length) and the output length equals the target's alone.
+* ``_assisted_decoding`` — records the prepared stopping criteria for the active call: the draft stops drafting
+  where they would stop generation, so that the loop never commits tokens past a stop (the stock loop crops only at
+  eos and max_length) and the output length equals the target's alone. Strict calls then run the stock loop;
+  ``verify="loose"`` calls run our own loop (`decoding.assisted_decoding`) with LVSpec's rule.
 
 The active call lives in a ``ContextVar``: concurrent calls in other threads never see it.
 """
@@ -30,15 +31,20 @@ from packaging.version import Version
 from transformers import GenerationConfig, StaticCache
 from transformers.generation.utils import GenerationMixin
 
+from . import decoding
 from .candidate import PrunedVideoCandidateGenerator
 from .capture import check_capture_supported
 from .config import PruneConfig
 from .families import FamilySpec, check_draft_compatible
 from .stats import SpecStats, record_last_stats
+from .verification import LooseRule, LooseVerification, StrictVerification, protected_token_ids
 
 TESTED_TRANSFORMERS = (Version("5.23"), Version("5.24"))  # [low, high)
 
 _STOCK: dict[str, Any] = {}
+# Strict calls run the stock loop. The tests set this to True to check that our loop's default rule (strict) is
+# token-identical to it.
+OWNED_LOOP_FOR_STRICT = False
 _ACTIVE: ContextVar[_Call | None] = ContextVar("specvlm_active_call", default=None)
 
 
@@ -55,6 +61,19 @@ class _Call:
     stats: SpecStats = field(default_factory=SpecStats)
     generator: PrunedVideoCandidateGenerator | None = None
     stopping_criteria: Any = None
+
+    @property
+    def runs_owned_loop(self) -> bool:
+        return self.prune_config.is_loose or OWNED_LOOP_FOR_STRICT
+
+    def verification(self, input_ids: torch.LongTensor, generation_config: GenerationConfig, tokenizer: Any):
+        """The acceptance rule of the owned loop for this call."""
+        if not self.prune_config.is_loose:
+            return StrictVerification()
+        protected = protected_token_ids(self.target, generation_config, tokenizer)
+        video_positions = (input_ids[0] == self.family.video_token_id(self.target.config)).nonzero().squeeze(1)
+        return LooseVerification(LooseRule.from_config(self.prune_config, protected),
+                                 self.prune_config.relevance_top_n, video_positions)
 
     def close(self) -> None:
         if self.generator is not None:
@@ -147,6 +166,10 @@ def _assisted_decoding(self, input_ids, logits_processor, stopping_criteria, gen
     call = _ACTIVE.get()
     if call is not None and call.target is self:
         call.stopping_criteria = stopping_criteria
+        if call.runs_owned_loop:
+            verification = call.verification(input_ids, generation_config, kwargs.get("tokenizer"))
+            return decoding.assisted_decoding(self, input_ids, logits_processor, stopping_criteria, generation_config,
+                                              *args, verification=verification, stats=call.stats, **kwargs)
     return _STOCK["_assisted_decoding"](self, input_ids, logits_processor, stopping_criteria, generation_config,
                                         *args, **kwargs)
 
@@ -191,6 +214,8 @@ def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) 
     family = check_draft_compatible(target, draft)
 
     _reject_unsupported_options(target, prune_config, named)
+    if prune_config.is_loose:
+        _reject_loose_options(target, named)
     _reject_assistant_schedule(draft, prune_config)
 
     input_ids = named.get("input_ids", named.get("inputs"))
@@ -291,6 +316,20 @@ def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) 
         raise ValueError(
             "`assistant_confidence_threshold` is not supported with `video_pruning` (the draft always proposes "
             "PruneConfig.num_draft_tokens tokens). Remove it."
+        )
+
+
+def _reject_loose_options(target, named: dict) -> None:
+    if _effective_option(target, named, "do_sample"):
+        raise ValueError(
+            "PruneConfig(verify='loose') is defined for greedy decoding only (how to relax a sampled token is not). "
+            "Pass do_sample=False (the model's generation_config may enable sampling by default) or use "
+            "verify='strict', which supports sampling."
+        )
+    if _effective_option(target, named, "assistant_ensemble_weight") is not None:
+        raise ValueError(
+            "`assistant_ensemble_weight` cannot be combined with PruneConfig(verify='loose'): the loose rule decides "
+            "acceptance itself. Remove `assistant_ensemble_weight`."
         )
 
 

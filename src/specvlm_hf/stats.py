@@ -23,6 +23,9 @@ class SpecStats:
         accepted_per_round: accepted / rounds — bonus excluded (the paper code's tau).
         acceptance_rate: accepted / drafted.
         accept_histogram[i]: rounds that accepted exactly i drafts.
+        relaxed_accepted / shift_accepted: of `accepted`, the drafted tokens that differed from the target's choice and
+            were committed by the loose rule (relaxed filler) or by position-shift tolerance (``verify="loose"`` only;
+            0 in strict mode).
         video_tokens / kept_video_tokens: placeholders in the prompt / shown to the draft.
         target_prefill_s: the target's prefill forward, attention capture included.
         capture_s: the side computation of the capture (part of target_prefill_s).
@@ -38,6 +41,8 @@ class SpecStats:
     drafted: int = 0
     accepted: int = 0
     accept_histogram: list[int] = field(default_factory=list)
+    relaxed_accepted: int = 0
+    shift_accepted: int = 0
     video_tokens: int = 0
     kept_video_tokens: int = 0
     target_prefill_s: float = 0.0
@@ -58,6 +63,10 @@ class SpecStats:
     @property
     def acceptance_rate(self) -> float:
         return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def _loose_counts(self) -> bool:
+        return bool(self.relaxed_accepted or self.shift_accepted)
 
     def record_round(self, drafted: int, accepted: int) -> None:
         """Count one verification round that proposed `drafted` tokens and committed `accepted` of them."""
@@ -81,6 +90,7 @@ class SpecStats:
             f"SpecStats(new_tokens={self.new_tokens}, rounds={self.rounds}, tau={self.mean_accepted_length:.2f}, "
             f"accepted/round={self.accepted_per_round:.2f}, acceptance={self.acceptance_rate:.1%} "
             f"({self.accepted}/{self.drafted}), histogram={self.accept_histogram}, "
+            f"{f'loose: relaxed={self.relaxed_accepted} shifted={self.shift_accepted}, ' if self._loose_counts else ''}"
             f"video_tokens={self.kept_video_tokens}/{self.video_tokens} kept, "
             f"time[s]: target_prefill={self.target_prefill_s:.3f} (capture={self.capture_s:.3f}), "
             f"draft_prefill={self.draft_prefill_s:.3f}, draft={self.draft_s:.3f}, verify={self.verify_s:.3f}, "

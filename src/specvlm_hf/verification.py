@@ -1,0 +1,249 @@
+"""Which drafted tokens the target accepts: the strict rule and LVSpec's loose rule, as tensor functions.
+
+The owned decoding loop (`decoding.py`) calls a verification object once per target forward:
+``observe_prefill`` after the prefill, ``verify`` after every verification forward. Everything here works on one
+block: the n drafted tokens ``d_0 .. d_{n-1}`` and the target's n+1 processed score rows, row i predicting the
+token at drafted position i (row n is the bonus position after the whole block). ``t_i`` = argmax of row i.
+
+Loose rule (README "Loose verification"), for each drafted position in order:
+
+1. ``d_i == t_i``: accepted (exact).
+2. Protected — ``d_i`` or ``t_i`` is eos/special/``protect_tokens`` — or ``d_i`` has score -inf in row i (a logits
+   processor forbids it): rejected.
+3. Relaxed position (the ``floor(relax_ratio * n)`` least visually relevant drafted tokens of the block) and the
+   loose rule agrees (``any``; or ``target_topk``: ``d_i`` within row i's top ``loose_top_k``): accepted.
+4. ``d_i == t_j`` for some ``j != i`` with ``|i - j| <= shift_window`` in the block, and the next
+   ``min(shift_window, n - 1 - i)`` (at least one) drafted tokens equal their own ``t`` exactly: accepted (shift).
+5. Otherwise acceptance stops here and the bonus token is ``t_i``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .config import PruneConfig
+
+EXACT = "exact"
+RELAXED = "relaxed"
+SHIFTED = "shifted"
+
+
+@dataclass
+class BlockVerdict:
+    """The outcome of verifying one block: the accepted drafted tokens (how each was accepted) and the bonus."""
+
+    kinds: list[str]
+    bonus: int
+
+    @property
+    def accepted(self) -> int:
+        return len(self.kinds)
+
+
+# -- pure functions ---------------------------------------------------------------------------------------------------
+
+
+def normalised_rows(hidden: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length in float32 (cosine similarity becomes a matrix product)."""
+    return torch.nn.functional.normalize(hidden.float(), dim=-1)
+
+
+def visual_relevance(drafted_hidden: torch.Tensor, video_unit: torch.Tensor, top_n: int) -> torch.Tensor:
+    """Per drafted token: the mean of its top-`top_n` cosine similarities to the video tokens.
+
+    `drafted_hidden` is ``(n, d)`` (target last-layer hidden states at the drafted positions), `video_unit` is
+    ``(V, d)`` already normalised (`normalised_rows`). Cost O(n x V x d). Without video tokens every score is 0.
+    """
+    n = drafted_hidden.shape[0]
+    if video_unit.shape[0] == 0 or n == 0:
+        return torch.zeros(n, device=drafted_hidden.device)
+    similarity = normalised_rows(drafted_hidden).to(video_unit.device) @ video_unit.T
+    return similarity.topk(min(top_n, video_unit.shape[0]), dim=-1).values.mean(dim=-1)
+
+
+def relaxed_positions(relevance: torch.Tensor, relax_ratio: float) -> torch.Tensor:
+    """Bool mask of the ``floor(relax_ratio * n)`` least relevant drafted tokens (ties: the earlier one first)."""
+    n = relevance.numel()
+    # The epsilon keeps e.g. 0.6 * 5 (= 2.9999999999999996 in floating point) at 3.
+    count = min(n, math.floor(relax_ratio * n + 1e-9))
+    mask = torch.zeros(n, dtype=torch.bool, device=relevance.device)
+    if count:
+        mask[torch.sort(relevance, stable=True).indices[:count]] = True
+    return mask
+
+
+def strict_block(drafted: torch.Tensor, target_scores: torch.Tensor) -> BlockVerdict:
+    """Exact-match verification: the longest prefix where ``d_i == t_i``, then the target's token."""
+    predictions = target_scores.argmax(dim=-1).tolist()
+    kinds = []
+    for d, t in zip(drafted.tolist(), predictions):
+        if d != t:
+            break
+        kinds.append(EXACT)
+    return BlockVerdict(kinds, predictions[len(kinds)])
+
+
+@dataclass(frozen=True)
+class LooseRule:
+    """The loose rule's parameters (from `PruneConfig`) and the protected token ids of one call."""
+
+    relax_ratio: float = 0.7
+    loose_rule: str = "any"
+    loose_top_k: int = 5
+    shift_window: int = 1
+    protected: frozenset[int] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_config(cls, config: PruneConfig, protected: Iterable[int] = ()) -> LooseRule:
+        return cls(config.relax_ratio, config.loose_rule, config.loose_top_k, config.shift_window,
+                   frozenset(protected) | frozenset(config.protect_tokens))
+
+
+def loose_block(drafted: torch.Tensor, target_scores: torch.Tensor, relaxed: torch.Tensor, rule: LooseRule
+                ) -> BlockVerdict:
+    """LVSpec verification of one block (module docstring, rules 1-5).
+
+    `drafted` ``(n,)``, `target_scores` ``(n + 1, vocab)`` after the logits processors, `relaxed` ``(n,)`` bool.
+    """
+    n = drafted.numel()
+    draft = drafted.tolist()
+    predictions = target_scores.argmax(dim=-1).tolist()
+    is_relaxed = relaxed.tolist()
+    kinds: list[str] = []
+    for i, (d, t) in enumerate(zip(draft, predictions)):
+        if d == t:
+            kinds.append(EXACT)
+            continue
+        if d in rule.protected or t in rule.protected or not math.isfinite(float(target_scores[i, d])):
+            break
+        if is_relaxed[i] and _loose_rule_accepts(target_scores[i], d, rule):
+            kinds.append(RELAXED)
+            continue
+        if _shift_accepts(i, draft, predictions, rule.shift_window, n):
+            kinds.append(SHIFTED)
+            continue
+        break
+    return BlockVerdict(kinds, predictions[len(kinds)])
+
+
+def _loose_rule_accepts(scores: torch.Tensor, token: int, rule: LooseRule) -> bool:
+    if rule.loose_rule == "any":
+        return True
+    top = scores.topk(min(rule.loose_top_k, scores.numel())).indices
+    return bool((top == token).any())
+
+
+def _shift_accepts(i: int, draft: list[int], predictions: list[int], window: int, n: int) -> bool:
+    if window == 0:
+        return False
+    nearby = predictions[max(0, i - window) : i] + predictions[i + 1 : min(n, i + window) + 1]
+    if draft[i] not in nearby:
+        return False
+    following = min(window, n - 1 - i)
+    # Re-synchronisation: with nothing after it in the block there is no evidence the sequence is back on track.
+    return following >= 1 and all(draft[i + k] == predictions[i + k] for k in range(1, following + 1))
+
+
+# -- per-call verification objects used by the owned loop -------------------------------------------------------------
+
+
+class StrictVerification:
+    """Exact match (the default rule of the owned loop; equal to stock greedy assisted decoding)."""
+
+    needs_hidden_states = False
+
+    def observe_prefill(self, hidden: torch.Tensor | None) -> None:
+        pass
+
+    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None) -> BlockVerdict:
+        return strict_block(drafted, target_scores)
+
+
+class LooseVerification:
+    """LVSpec: exact on visual anchors, relaxed on the least visually relevant drafted tokens, shift tolerant.
+
+    `video_positions` index the prompt's video placeholders; their last-layer hidden states are kept (normalised)
+    from the target's prefill.
+    """
+
+    needs_hidden_states = True
+
+    def __init__(self, rule: LooseRule, relevance_top_n: int, video_positions: torch.Tensor) -> None:
+        self.rule = rule
+        self.relevance_top_n = relevance_top_n
+        self.video_positions = video_positions
+        self.video_unit: torch.Tensor | None = None
+
+    def observe_prefill(self, hidden: torch.Tensor | None) -> None:
+        """`hidden`: the prefill's last-layer hidden states ``(1, L, d)``."""
+        self.video_unit = normalised_rows(hidden[0, self.video_positions.to(hidden.device)])
+
+    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None) -> BlockVerdict:
+        """`hidden`: the verification forward's last-layer hidden states, whose last n rows are the drafted tokens."""
+        n = drafted.numel()
+        if n == 0:
+            return strict_block(drafted, target_scores)
+        relevance = visual_relevance(hidden[0, -n:], self.video_unit, self.relevance_top_n)
+        return loose_block(drafted, target_scores, relaxed_positions(relevance, self.rule.relax_ratio), self.rule)
+
+
+# -- protected tokens -------------------------------------------------------------------------------------------------
+
+
+def protected_token_ids(model: torch.nn.Module, generation_config: Any, tokenizer: Any = None) -> set[int]:
+    """Token ids the loose rule never relaxes: eos/bos/pad/decoder-start of the generation config, every
+    ``*_token_id``/``*_token_index`` of the model config (video/image placeholders, vision start/end, ...), and, when
+    the call passed ``tokenizer=``, the tokenizer's special and added-special tokens."""
+    ids: set[int] = set()
+    for name in ("eos_token_id", "bos_token_id", "pad_token_id", "decoder_start_token_id"):
+        ids |= _as_ids(getattr(generation_config, name, None))
+    eos = getattr(generation_config, "_eos_token_tensor", None)
+    if eos is not None:
+        ids |= _as_ids(eos.tolist())
+    configs = [model.config, model.config.get_text_config()]
+    for config in configs:
+        for name, value in vars(config).items():
+            if name.endswith(("_token_id", "_token_index", "_token_ids")):
+                ids |= _as_ids(value)
+    if tokenizer is not None:
+        ids |= set(getattr(tokenizer, "all_special_ids", []))
+        decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        ids |= {index for index, token in decoder.items() if getattr(token, "special", False)}
+    return ids
+
+
+def _as_ids(value: Any) -> set[int]:
+    if value is None or isinstance(value, bool):
+        return set()
+    if isinstance(value, int):
+        return {value} if value >= 0 else set()
+    if isinstance(value, torch.Tensor):
+        return _as_ids(value.tolist())
+    if isinstance(value, (list, tuple, set)):
+        return {v for v in value if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+    return set()
+
+
+def word_token_ids(tokenizer: Any, words: Iterable[str]) -> list[int]:
+    """Token ids of `words` as they appear in running text, for ``PruneConfig(protect_tokens=...)``.
+
+    Each word is encoded bare, after a space and capitalised (``"not"``, ``" not"``, ``"Not"``, ``" Not"``); a variant
+    that is one token contributes it, a longer one its first token (the one that commits to the word); a variant the
+    tokenizer does not know (its unk token) contributes nothing.
+    """
+    ids: set[int] = set()
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    for word in words:
+        if not isinstance(word, str) or not word.strip():
+            raise ValueError(f"word_token_ids needs non-empty strings, got {word!r}.")
+        word = word.strip()
+        for variant in {word, " " + word, word.capitalize(), " " + word.capitalize()}:
+            encoded = tokenizer.encode(variant, add_special_tokens=False)
+            if encoded and encoded[0] != unknown:  # a word-level vocabulary may not know the capitalised form
+                ids.add(int(encoded[0]))
+    return sorted(ids)
