@@ -141,10 +141,8 @@ def assisted_decoding(
         if first:
             verification.observe_prefill(hidden)
         verdict = verification.verify(candidates[0, cur_len:], processed[0], hidden)
-        new_tokens = torch.cat(
-            [candidates[:, cur_len : cur_len + verdict.accepted], processed.new_tensor([[verdict.bonus]]).long()],
-            dim=-1,
-        )
+        bonus = torch.tensor([[verdict.bonus]], dtype=candidates.dtype, device=candidates.device)
+        new_tokens = torch.cat([candidates[:, cur_len : cur_len + verdict.accepted], bonus], dim=-1)
         new_tokens = _crop_at_stop(new_tokens, generation_config.max_length - cur_len, eos)
         accepted = new_tokens.shape[1] - 1
         if stats is not None:
