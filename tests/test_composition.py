@@ -13,18 +13,22 @@ import threading
 
 import pytest
 import torch
+from generate_options import (
+    BanArgmaxAtEvenLengths,
+    RecordingStreamer,
+    StopAfter,
+    StopOnToken,
+    assert_same_step_outputs,
+)
 from model_state import assert_same_snapshot, snapshot
 from transformers import (
     GenerationConfig,
-    LogitsProcessor,
     LogitsProcessorList,
-    StoppingCriteria,
     StoppingCriteriaList,
     StopStringCriteria,
     TextIteratorStreamer,
     TextStreamer,
 )
-from transformers.generation.streamers import BaseStreamer
 
 import specvlm_hf
 from specvlm_hf import FAMILIES, PruneConfig, last_stats
@@ -116,25 +120,6 @@ def expect_error(target, draft, inputs, error, match, skip=(), **kwargs):
 
 
 # -- streamers --------------------------------------------------------------------------------------------------------
-
-
-class RecordingStreamer(BaseStreamer):
-    """Records every put() (cloned) and counts end(); a put after end() is an error."""
-
-    def __init__(self):
-        self.puts: list[torch.Tensor] = []
-        self.ends = 0
-        self.put_after_end = False
-
-    def put(self, value):
-        self.put_after_end |= self.ends > 0
-        self.puts.append(value.detach().clone())
-
-    def end(self):
-        self.ends += 1
-
-    def new_tokens(self) -> list[int]:
-        return [int(t) for put in self.puts[1:] for t in put.reshape(-1)]
 
 
 @pytest.mark.parametrize("model_type", FAMILY_NAMES)
@@ -241,25 +226,6 @@ def test_exact_lengths(model_type, case):
     assert last_stats(target).new_tokens == out.shape[1] - prompt_length(inputs)
 
 
-class StopAfter(StoppingCriteria):
-    """A user criterion: stop once `n` new tokens exist (independent of eos and of max_new_tokens)."""
-
-    def __init__(self, prompt: int, n: int):
-        self.limit = prompt + n
-
-    def __call__(self, input_ids, scores, **kwargs):
-        return torch.full((input_ids.shape[0],), input_ids.shape[1] >= self.limit, dtype=torch.bool,
-                          device=input_ids.device)
-
-
-class StopOnToken(StoppingCriteria):
-    def __init__(self, token: int):
-        self.token = token
-
-    def __call__(self, input_ids, scores, **kwargs):
-        return input_ids[:, -1] == self.token
-
-
 @pytest.mark.parametrize("criterion", ["stop_after_7", "stop_on_token", "stop_string_criteria", "stop_strings_kwarg",
                                        "two_token_stop_string"])
 @pytest.mark.parametrize("model_type", ["qwen2_5_vl", "llava_onevision", "llava_next_video"])
@@ -314,14 +280,6 @@ def test_stopping_criteria_under_sampling(model_type):
 
 
 # -- logits processors ------------------------------------------------------------------------------------------------
-
-
-class BanArgmaxAtEvenLengths(LogitsProcessor):
-    def __call__(self, input_ids, scores):
-        if input_ids.shape[1] % 2 == 0:
-            scores = scores.clone()
-            scores[:, scores.argmax(dim=-1)] = float("-inf")
-        return scores
 
 
 PROCESSOR_CASES = ["repetition_penalty", "no_repeat_ngram_size", "bad_words_ids", "suppress_tokens", "custom"]
@@ -391,17 +349,8 @@ def test_return_dict_scores_and_logits(model_type):
                    repetition_penalty=1.5)
     ref = target.generate(**inputs, **options)
     out = spec(target, draft, inputs, **options)
-    assert type(out) is type(ref)
     assert_same_tokens(out.sequences, ref.sequences)
-    assert sorted(k for k, v in out.items() if v is not None) == sorted(k for k, v in ref.items() if v is not None)
-    for name in ("scores", "logits"):
-        ours, stock = getattr(out, name), getattr(ref, name)
-        assert isinstance(ours, tuple) and len(ours) == len(stock) == 10, name
-        for step, (a, b) in enumerate(zip(ours, stock)):
-            assert a.shape == b.shape and a.dtype == b.dtype, (name, step)
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=f"{name}[{step}]")
-    # scores are processed (repetition penalty), logits raw: the two must differ somewhere, as in stock.
-    assert any(not torch.equal(a, b) for a, b in zip(out.scores, out.logits))
+    assert_same_step_outputs(out, ref, 10)  # scores carry the repetition penalty, logits are raw
     if ref.past_key_values is not None:
         assert out.past_key_values.get_seq_length() == ref.past_key_values.get_seq_length()
 

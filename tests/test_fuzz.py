@@ -14,9 +14,10 @@ import functools
 import os
 
 import torch
+from generate_options import StopOnToken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 
 from specvlm_hf import FAMILIES, PruneConfig, last_stats
 from specvlm_hf.testbed import tiny
@@ -51,14 +52,6 @@ def plain_tokens(model_type: str, frames: int, size: tuple[int, int], layout: st
     inputs = fuzz_inputs(model_type, frames, size, layout, seed)
     out = target.generate(**inputs, max_new_tokens=PLAIN_TOKENS)
     return tuple(out[0, inputs["input_ids"].shape[1]:].tolist())
-
-
-class StopOnToken(StoppingCriteria):
-    def __init__(self, token: int):
-        self.token = token
-
-    def __call__(self, input_ids, scores, **kwargs):
-        return input_ids[:, -1] == self.token
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)

@@ -239,11 +239,18 @@ def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) 
 
 
 def _effective_option(target, named: dict, name: str) -> Any:
+    """The value generate() will use: a kwarg, else a value set in a passed GenerationConfig, else the model's own.
+
+    generate() fills the fields a passed GenerationConfig leaves unset (None) from ``target.generation_config``
+    (``_prepare_generation_config``), so an unset field must not hide the model's value here either.
+    """
     if name in named:
         return named[name]
     generation_config = named.get("generation_config")
     if isinstance(generation_config, GenerationConfig):
-        return getattr(generation_config, name, None)
+        value = getattr(generation_config, name, None)
+        if value is not None:
+            return value
     return getattr(target.generation_config, name, None)
 
 

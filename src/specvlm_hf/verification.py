@@ -69,7 +69,7 @@ def visual_relevance(drafted_hidden: torch.Tensor, video_unit: torch.Tensor, top
 def relaxed_positions(relevance: torch.Tensor, relax_ratio: float) -> torch.Tensor:
     """Bool mask of the ``floor(relax_ratio * n)`` least relevant drafted tokens (ties: the earlier one first)."""
     n = relevance.numel()
-    # The epsilon keeps e.g. 0.6 * 5 (= 2.9999999999999996 in floating point) at 3.
+    # The epsilon keeps e.g. 0.58 * 50 (= 28.999999999999996 in floating point) at 29.
     count = min(n, math.floor(relax_ratio * n + 1e-9))
     mask = torch.zeros(n, dtype=torch.bool, device=relevance.device)
     if count:
@@ -232,9 +232,11 @@ def _as_ids(value: Any) -> set[int]:
 def word_token_ids(tokenizer: Any, words: Iterable[str]) -> list[int]:
     """Token ids of `words` as they appear in running text, for ``PruneConfig(protect_tokens=...)``.
 
-    Each word is encoded bare, after a space and capitalised (``"not"``, ``" not"``, ``"Not"``, ``" Not"``); a variant
-    that is one token contributes it, a longer one its first token (the one that commits to the word); a variant the
-    tokenizer does not know (its unk token) contributes nothing.
+    Each word is encoded bare, after a space and capitalised (``"not"``, ``" not"``, ``"Not"``, ``" Not"``). A variant
+    that is one token contributes it. A longer variant contributes its first token only when that token already spells
+    at least two characters of the word (it commits to the word); a bare word boundary (``"Ġ"``, ``"▁"``) or a single
+    letter would protect every word that starts with it, so it contributes nothing. A variant the tokenizer does not
+    know (its unk token) contributes nothing.
     """
     ids: set[int] = set()
     unknown = getattr(tokenizer, "unk_token_id", None)
@@ -244,6 +246,14 @@ def word_token_ids(tokenizer: Any, words: Iterable[str]) -> list[int]:
         word = word.strip()
         for variant in {word, " " + word, word.capitalize(), " " + word.capitalize()}:
             encoded = tokenizer.encode(variant, add_special_tokens=False)
-            if encoded and encoded[0] != unknown:  # a word-level vocabulary may not know the capitalised form
+            if not encoded or encoded[0] == unknown:  # a word-level vocabulary may not know the capitalised form
+                continue
+            if len(encoded) == 1 or _commits_to_word(tokenizer.decode(encoded[:1]), word):
                 ids.add(int(encoded[0]))
     return sorted(ids)
+
+
+def _commits_to_word(piece: str, word: str) -> bool:
+    """Whether a word's first sub-word token spells at least two of its characters (not just a boundary or letter)."""
+    piece = piece.strip().lower()
+    return len(piece) >= 2 and word.lower().startswith(piece)

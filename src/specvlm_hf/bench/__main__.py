@@ -5,7 +5,8 @@
         --videos clips/ --frames 16 --device cuda --dtype bfloat16 --samples 50 --long-frames 0 --out my_results
 
 Writes ``<out>/results.json`` (every raw number), ``<out>/RESULTS.md`` and ``<out>/*.png``. Exits non-zero if any
-speculative output differs from the target-alone (AR) output.
+lossless speculative output differs from the target-alone (AR) output. The loose (LVSpec) rows are lossy by design
+and are measured for fidelity instead, except relax 0 / shift 0, which must equal AR like every strict row.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from . import claims, report, summary
 from .inputs import BenchInput, folder_inputs, testbed_inputs, to_device
-from .methods import AR_PREFILL, build_methods, scorer_labels
+from .methods import AR_PREFILL, build_loose_methods, build_methods, scorer_labels
 from .runner import RunSettings, SetResult, annotate_captions, run_set, set_threads
 
 SCHEMA_VERSION = 1
@@ -47,6 +48,30 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _verify_modes(text: str) -> list[str]:
+    modes = [v.strip() for v in text.split(",") if v.strip()]
+    if not modes or any(m not in ("strict", "loose") for m in modes):
+        raise argparse.ArgumentTypeError(f"expected 'strict', 'loose' or 'strict,loose', got {text!r}")
+    return modes
+
+
+def _ratios(text: str) -> list[float]:
+    values = [float(v) for v in text.split(",") if v.strip()]
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated relax ratios in [0, 1], got {text!r}")
+    return values
+
+
+def _windows(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated shift windows >= 0, got {text!r}")
+    return values
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line (the issue's options plus the row-set, seed and environment knobs)."""
     p = argparse.ArgumentParser(prog="python -m specvlm_hf.bench", description=__doc__.splitlines()[0])
@@ -61,6 +86,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also run the verifier scorer with Stage I capped at these shares of the budget "
                         "(PruneConfig.stage1_max_share; the paper's 1.0 is the plain `verifier`)")
     p.add_argument("--num-draft-tokens", type=int, default=5, help="gamma: drafted tokens per round")
+    p.add_argument("--verify", type=_verify_modes, default=["strict", "loose"],
+                   help="'strict' = the lossless rows only; 'strict,loose' (default) adds LVSpec's lossy loose rows "
+                        "(main row set, first keep ratio, verifier scorer; the strict rows always run as their "
+                        "reference)")
+    p.add_argument("--relax-ratios", type=_ratios, default=[0.0, 0.3, 0.5, 0.7, 0.9],
+                   help="loose sweep: PruneConfig.relax_ratio values")
+    p.add_argument("--shift-windows", type=_windows, default=[0, 1, 2], help="loose sweep: shift_window values")
+    p.add_argument("--loose-rule", choices=["any", "target_topk"], default="any",
+                   help="loose_rule of the sweep (with 'any', one extra target_topk row runs at the defaults)")
+    p.add_argument("--no-loose-diagnostics", action="store_true",
+                   help="skip the LVSpec diagnostics (strict rejections by word class, visual-relevance AUC)")
     p.add_argument("--samples", type=int, default=300, help="videos in the main row set")
     p.add_argument("--long-frames", type=int, default=32, help="frames of the long-video row set (0 = no long set)")
     p.add_argument("--mid-frames", type=int, default=16,
@@ -136,7 +172,7 @@ def finalise(results: dict[str, Any]) -> dict[str, Any]:
     main_summary = results["sets"]["main"]["summary"]
     long_summary = results["sets"].get("long", {}).get("summary")
     results["claims"] = claims.paper_claims(main_summary, long_summary, cfg["keep"])
-    results["targets"] = claims.issue_targets(main_summary, cfg["keep"])
+    results["targets"] = claims.issue_targets(main_summary, cfg["keep"]) + claims.loose_targets(main_summary)
     return results
 
 
@@ -151,8 +187,14 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     video_token_id = target.config.video_token_id
     methods = build_methods(args.keep, args.scorers, stock=not args.no_stock, self_spec=not args.no_self,
                             stage1_caps=args.stage1_caps)
+    loose = "loose" in args.verify
+    # The loose rows run on the main row set only, at the first keep ratio with the verifier scorer.
+    loose_methods = build_loose_methods(args.keep[0], args.relax_ratios, args.shift_windows, args.loose_rule) \
+        if loose else []
     settings = RunSettings(args.max_new_tokens, args.num_draft_tokens, attention=not args.no_attention)
-    names = [m.name for m in methods if m.name != AR_PREFILL]
+    main_settings = RunSettings(args.max_new_tokens, args.num_draft_tokens, attention=not args.no_attention,
+                                diagnostics_keep=args.keep[0] if loose and not args.no_loose_diagnostics else None)
+    names = [m.name for m in [*methods, *loose_methods] if m.name != AR_PREFILL]
 
     row_sets = [("main", args.samples, args.frames)]
     for set_name, frames in (("mid", args.mid_frames), ("long", args.long_frames)):
@@ -161,7 +203,10 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     sets = {}
     for set_name, count, frames in row_sets:
         items = [to_device(i, target.device, dtype) for i in load_inputs(args, processor, video_token_id, count, frames)]
-        result = run_set(set_name, items, methods, target, draft, settings)
+        if set_name == "main":
+            result = run_set(set_name, items, [*methods, *loose_methods], target, draft, main_settings)
+        else:
+            result = run_set(set_name, items, methods, target, draft, settings)
         annotate_captions(result, getattr(processor, "tokenizer", processor))
         sets[set_name] = set_json(result)
 
@@ -204,7 +249,8 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; returns the process exit code (1 if any speculative output differed from AR)."""
+    """Run the benchmark; returns the process exit code (1 if any lossless speculative output differed from AR;
+    lossy loose rows never count, the loose relax 0 / shift 0 row does)."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.report_only is not None:

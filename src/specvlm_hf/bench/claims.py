@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .methods import FULL, STOCK, pruned_name
+from .methods import FULL, LOOSE_DEFAULTS, STOCK, pruned_name
 
 HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
 INSENSITIVE_RATIO = 0.9  # (a): random pruning to half the video keeps >= 90% of full-video tau
@@ -122,3 +122,61 @@ def issue_targets(main: dict, keeps: list[float]) -> list[dict[str, str]]:
     rows.append(_row("T3", f"capture <= {MAX_CAPTURE_SHARE:.0%} of the target prefill",
                      _verdict(capture <= MAX_CAPTURE_SHARE), f"{capture:.1%}"))
     return rows
+
+
+LOOSE_RETENTION = 0.99  # loose target: fidelity retention (fact accuracy vs AR) at the defaults ...
+LOOSE_TAU_RATIO = 1.5  # ... with tau >= 1.5x the strict row's tau at the same pruning
+
+
+def default_loose_row(loose: dict[str, Any]) -> str | None:
+    """The loose row at PruneConfig's default settings (rule `any` first, else `target_topk`)."""
+    for rule in ("any", "target_topk"):
+        for name, row in loose["rows"].items():
+            settings = row.get("settings") or {}
+            if settings and all(settings[k] == LOOSE_DEFAULTS[k] for k in ("relax_ratio", "shift_window")) \
+                    and settings["loose_rule"] == rule:
+                return name
+    return None
+
+
+def loose_ok(row: dict[str, Any]) -> tuple[bool, bool]:
+    """(retention >= 99%, tau >= 1.5x strict) of one loose summary row."""
+    retention, ratio = row.get("retention_fact"), row.get("tau_vs_strict")
+    return (retention is not None and retention["estimate"] >= LOOSE_RETENTION,
+            ratio is not None and ratio["estimate"] >= LOOSE_TAU_RATIO)
+
+
+def best_retaining_row(loose: dict[str, Any]) -> str | None:
+    """The lossy row with the highest tau ratio among those keeping retention >= 99% (None if none does)."""
+    keep = [((row["tau_vs_strict"]["estimate"], row["retention_fact"]["estimate"], -row["settings"]["relax_ratio"],
+              -row["settings"]["shift_window"]), name) for name, row in loose["rows"].items()
+            if row.get("settings") and row.get("tau_vs_strict") and loose_ok(row)[0]
+            and (row["settings"]["relax_ratio"] > 0 or row["settings"]["shift_window"] > 0)]
+    return max(keep)[1] if keep else None
+
+
+def loose_targets(main: dict) -> list[dict[str, str]]:
+    """The loose-verification target: at the default settings retention >= 99% with tau >= 1.5x strict tau."""
+    loose = main.get("loose")
+    if not loose:
+        return []
+    claim = (f"loose verification at the defaults (relax {LOOSE_DEFAULTS['relax_ratio']:g}, shift "
+             f"{LOOSE_DEFAULTS['shift_window']}): retention (fact accuracy vs AR) >= {LOOSE_RETENTION:.0%} with "
+             f"tau >= {LOOSE_TAU_RATIO}x the strict tau at the same pruning")
+    name = default_loose_row(loose)
+    if name is None:
+        return [_row("T4", claim, UNMEASURED, "the sweep has no row at the default settings")]
+    row = loose["rows"][name]
+    ok = loose_ok(row)
+    def ci(key: str) -> str:
+        return _ci(row[key]) if row.get(key) else "–"
+
+    evidence = (f"`{name}`: retention {ci('retention_fact')}; exact-match retention {ci('retention_exact')}; "
+                f"tau / strict tau {ci('tau_vs_strict')}")
+    best = best_retaining_row(loose)
+    gain = best and loose["rows"][best]["tau_vs_strict"]["estimate"]
+    evidence += (f". Best setting keeping retention >= {LOOSE_RETENTION:.0%}: `{best}` (tau / strict "
+                 f"{gain:.3f}{', i.e. no tau gain' if gain < 1.005 else ''}, retention "
+                 f"{loose['rows'][best]['retention_fact']['estimate']:.3f})" if best else
+                 f". No lossy setting keeps retention >= {LOOSE_RETENTION:.0%}")
+    return [_row("T4", claim, _verdict(all(ok)), evidence)]

@@ -24,6 +24,7 @@ class BenchInput:
     video_tokens: int
     reference: str | None = None  # ground-truth caption (testbed only)
     object_mask: torch.Tensor | None = None  # per video token: does it show an object (testbed only)
+    reference_slots: tuple[str | None, ...] | None = None  # slot tag per caption word (testbed only)
 
 
 def count_video_tokens(inputs: dict[str, torch.Tensor], video_token_id: int) -> int:
@@ -51,6 +52,7 @@ def testbed_inputs(
                 video_tokens=count_video_tokens(inputs, video_token_id),
                 reference=sample.caption,
                 object_mask=object_token_mask(sample),
+                reference_slots=sample.slots,
             )
         )
     return out
@@ -90,4 +92,4 @@ def to_device(item: BenchInput, device: torch.device, dtype: torch.dtype) -> Ben
         k: (v.to(device, dtype) if k.startswith("pixel_values") else v.to(device)) if isinstance(v, torch.Tensor) else v
         for k, v in item.inputs.items()
     }
-    return BenchInput(item.name, moved, item.video_tokens, item.reference, item.object_mask)
+    return BenchInput(item.name, moved, item.video_tokens, item.reference, item.object_mask, item.reference_slots)

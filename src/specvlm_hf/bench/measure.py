@@ -59,3 +59,79 @@ def decode_step_ms(
     target_ms = statistics.median(states["target"][3]) * 1e3
     draft_ms = statistics.median(states["draft"][3]) * 1e3
     return {"target_ms": target_ms, "draft_ms": draft_ms, "ratio": target_ms / draft_ms}
+
+
+# -- LVSpec diagnostics ------------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def strict_rejections(
+    target: torch.nn.Module, draft: torch.nn.Module, inputs: dict[str, torch.Tensor], keep: float, gamma: int,
+    max_new_tokens: int,
+) -> dict:
+    """Every rejected draft of the strict rule on one input: ``[[output index, target token, drafted token], ...]``.
+
+    Runs the verifier-pruned SD call at `keep` through the owned loop with the loose rule at relax 0 / shift 0 (which
+    is exact match: token-identical to strict) and records each block's verdict. A block that accepts fewer drafts
+    than it proposed rejects the draft at ``start + accepted``, where the target's token (the bonus) is committed.
+    Also returns the call's tokens and accept histogram (to check it against the strict row).
+    """
+    import specvlm_hf
+    from specvlm_hf.verification import LooseVerification
+
+    blocks: list[tuple[list[int], int, int]] = []
+    original = LooseVerification.verify
+
+    def recording(self, drafted, target_scores, hidden):
+        verdict = original(self, drafted, target_scores, hidden)
+        blocks.append((drafted.tolist(), verdict.accepted, verdict.bonus))
+        return verdict
+
+    config = specvlm_hf.PruneConfig(keep_ratio=keep, scorer="verifier", num_draft_tokens=gamma, verify="loose",
+                                    relax_ratio=0.0, shift_window=0)
+    prompt = inputs["input_ids"].shape[1]
+    LooseVerification.verify = recording
+    try:
+        output = target.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens, assistant_model=draft,
+                                 video_pruning=config)
+    finally:
+        LooseVerification.verify = original
+    tokens = output[0, prompt:].tolist()
+    rejections, position = [], 0
+    for drafted, accepted, bonus in blocks:
+        if accepted < len(drafted) and position + accepted < len(tokens):
+            rejections.append([position + accepted, bonus, drafted[accepted]])
+        position += accepted + 1
+    stats = specvlm_hf.last_stats(target)
+    return {"rejections": rejections, "tokens": tokens, "accept_histogram": list(stats.accept_histogram)}
+
+
+@torch.inference_mode()
+def generated_relevance(
+    target: torch.nn.Module, inputs: dict[str, torch.Tensor], generated: list[int], top_n: int = 10
+) -> dict[str, list[float]]:
+    """`verification.visual_relevance` of every generated token, from one target forward over prompt + output.
+
+    ``own``: the target's last-layer hidden state at the token's own position (what `LooseVerification` scores: the
+    verification forward's rows of the drafted tokens); ``predicting``: the hidden state one position earlier (the
+    one whose logits chose the token). Both against the prompt's video-token hidden states, top-`top_n` mean.
+    """
+    from specvlm_hf.verification import normalised_rows, visual_relevance
+
+    if not generated:
+        return {"own": [], "predicting": []}
+    ids = inputs["input_ids"]
+    prompt = ids.shape[1]
+    extra = torch.tensor([generated], dtype=ids.dtype, device=ids.device)
+    full = dict(inputs)
+    full["input_ids"] = torch.cat([ids, extra], dim=1)
+    full["attention_mask"] = torch.ones_like(full["input_ids"])
+    for key in ("mm_token_type_ids", "token_type_ids"):  # per-token types: generated text is type 0
+        if key in inputs:
+            full[key] = torch.cat([inputs[key], torch.zeros_like(extra)], dim=1)
+    hidden = target(**full, output_hidden_states=-1, use_cache=False).hidden_states[-1][0]
+    video = normalised_rows(hidden[:prompt][ids[0] == target.config.video_token_id])
+    n = len(generated)
+    own = visual_relevance(hidden[prompt : prompt + n], video, top_n)
+    predicting = visual_relevance(hidden[prompt - 1 : prompt - 1 + n], video, top_n)
+    return {"own": own.tolist(), "predicting": predicting.tolist()}

@@ -21,7 +21,8 @@ FULL = "sd-full"
 @dataclass(frozen=True)
 class Method:
     """One way of decoding. ``kind``: "ar" (target alone), "stock" (HF assisted, draft blind to the video) or
-    "sd" (specvlm_hf with ``video_pruning``; ``self_spec`` = the target drafts for itself)."""
+    "sd" (specvlm_hf with ``video_pruning``; ``self_spec`` = the target drafts for itself). ``verify="loose"`` =
+    LVSpec's lossy rule with `relax_ratio`, `shift_window` and `loose_rule` (other loose settings at their defaults)."""
 
     name: str
     kind: str
@@ -29,10 +30,23 @@ class Method:
     scorer: str | None = None
     self_spec: bool = False
     stage1_max_share: float = 1.0
+    verify: str = "strict"
+    relax_ratio: float = 0.0
+    shift_window: int = 0
+    loose_rule: str = "any"
 
     @property
     def is_speculative(self) -> bool:
         return self.kind in ("stock", "sd")
+
+    @property
+    def is_loose(self) -> bool:
+        return self.verify == "loose"
+
+    @property
+    def lossy(self) -> bool:
+        """Loose rows may differ from AR by design, except relax 0 / shift 0, which must equal strict (and AR)."""
+        return self.is_loose and not (self.relax_ratio == 0 and self.shift_window == 0)
 
 
 def capped_label(share: float) -> str:
@@ -65,6 +79,35 @@ def build_methods(keeps: list[float], scorers: list[str], stock: bool = True, se
     if self_spec:
         methods.append(Method(pruned_name(keeps[0], "verifier", True), "sd", keeps[0], "verifier", self_spec=True))
     return methods
+
+
+LOOSE_DEFAULTS = {k: getattr(specvlm_hf.PruneConfig(), k) for k in ("relax_ratio", "shift_window", "loose_rule")}
+
+
+def loose_name(relax_ratio: float, shift_window: int, rule: str = "any") -> str:
+    """Method name of a loose row, e.g. ``loose-r0.7-w1`` (rule any) or ``loose-topk-r0.7-w1`` (target_topk)."""
+    return f"loose-{'' if rule == 'any' else 'topk-'}r{relax_ratio:g}-w{shift_window}"
+
+
+def is_loose_name(name: str) -> bool:
+    return name.startswith("loose-")
+
+
+def loose_default_name(rule: str = "any") -> str:
+    """The row at PruneConfig's default loose settings (relax 0.7, shift 1) with `rule`."""
+    return loose_name(LOOSE_DEFAULTS["relax_ratio"], LOOSE_DEFAULTS["shift_window"], rule)
+
+
+def build_loose_methods(keep: float, relax_ratios: list[float], shift_windows: list[int], rule: str = "any",
+                        topk_default: bool = True) -> list[Method]:
+    """The LVSpec sweep at one keep ratio with the verifier scorer (its strict twin is ``sd-verifier-<keep>``):
+    relax_ratios x shift_windows with `rule`, plus (when `rule` is ``any`` and `topk_default`) a ``target_topk`` row
+    at the default relax ratio and shift window."""
+    grid = [(r, w, rule) for r in relax_ratios for w in shift_windows]
+    if rule == "any" and topk_default:
+        grid.append((LOOSE_DEFAULTS["relax_ratio"], LOOSE_DEFAULTS["shift_window"], "target_topk"))
+    return [Method(loose_name(r, w, g), "sd", keep=keep, scorer="verifier", verify="loose", relax_ratio=r,
+                   shift_window=w, loose_rule=g) for r, w, g in grid]
 
 
 @dataclass
@@ -135,8 +178,10 @@ def run_method(
         with stock_assistant_settings(draft, gamma), count_forwards(target) as forwards:
             tokens, seconds = timed_generate(target, inputs, max_new_tokens=max_new_tokens, assistant_model=draft)
         return Run(tokens, seconds, target_forwards=forwards[0])
+    loose = {"verify": "loose", "relax_ratio": method.relax_ratio, "shift_window": method.shift_window,
+             "loose_rule": method.loose_rule} if method.is_loose else {}
     config = specvlm_hf.PruneConfig(keep_ratio=method.keep, scorer=method.scorer, num_draft_tokens=gamma,
-                                    stage1_max_share=method.stage1_max_share)
+                                    stage1_max_share=method.stage1_max_share, **loose)
     assistant = target if method.self_spec else draft
     tokens, seconds = timed_generate(
         target, inputs, max_new_tokens=max_new_tokens, assistant_model=assistant, video_pruning=config

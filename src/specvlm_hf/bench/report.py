@@ -8,14 +8,16 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from . import claims as claims_module
 from . import summary as definitions
-from .methods import AR, FULL, STOCK, pruned_name, scorer_labels
+from .methods import AR, FULL, STOCK, is_loose_name, pruned_name, scorer_labels
 
 PLOTS = {
     "tau_vs_keep": "tau_vs_keep.png",
     "speedup_vs_keep": "speedup_vs_keep.png",
     "speedup_vs_video_tokens": "speedup_vs_video_tokens.png",
 }
+LOOSE_PLOT = "loose_fidelity_vs_speedup.png"
 
 
 # -- environment -----------------------------------------------------------------------------------------------------
@@ -81,7 +83,7 @@ def methods_table(s: dict[str, Any]) -> str:
             "output = AR |\n|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, m in s["methods"].items():
-        if not m["samples"]:
+        if not m["samples"] or is_loose_name(name):  # the loose rows have their own section
             continue
         keep, scorer = _method_label(name, m)
         tau = m.get("tau")
@@ -104,7 +106,7 @@ def time_split_table(s: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, m in s["methods"].items():
-        if "mean_times_s" not in m:
+        if "mean_times_s" not in m or is_loose_name(name):
             continue
         t = m["mean_times_s"]
         rows.append(
@@ -170,6 +172,122 @@ means):
 """
 
 
+def _ci_cell(c: dict | None, digits: int = 3) -> str:
+    return "–" if not c else f"{c['estimate']:.{digits}f} [{c['ci_low']:.{digits}f}, {c['ci_high']:.{digits}f}]"
+
+
+def _share(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def loose_table(loose: dict[str, Any], default: str | None) -> str:
+    """One row per setting: speed vs the strict row, fidelity vs ground truth and vs AR."""
+    head = ("| row | relax | shift | rule | τ | τ / strict [95% CI] | decode speedup (median) | "
+            "speedup / strict [95% CI] | fact accuracy | exact match | retention: facts [95% CI] | "
+            "retention: exact match [95% CI] | AR agreement (token) | identical to AR | relaxed / shifted per video | "
+            "first divergence at a fact word |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for name, r in loose["rows"].items():
+        settings = r.get("settings")
+        label = f"`{name}`" + (" **(default)**" if name == default else "")
+        if name == loose["strict"]:
+            label += " (strict)"
+        relax, shift, rule = ((f"{settings['relax_ratio']:g}", str(settings['shift_window']), settings["loose_rule"])
+                              if settings else ("–", "–", "–"))
+        first = r.get("first_divergence") or {}
+        diverged = (f"{_share(first.get('fact_share'))} of {first['diverging']}" if first.get("diverging") else "–")
+        relaxed = (f"{r['relaxed_per_video']:.2f} / {r['shifted_per_video']:.2f} "
+                   f"({round(r['shifted_per_video'] * r['samples'])} shifted in all)" if settings and
+                   r.get("relaxed_per_video") is not None else "–")
+        rows.append(
+            f"| {label} | {relax} | {shift} | {rule} | {_num(r.get('tau'))} | {_ci_cell(r.get('tau_vs_strict'))} | "
+            f"{_num(r.get('speedup_decode'))}{'×' if r.get('speedup_decode') else ''} | "
+            f"{_ci_cell(r.get('speedup_vs_strict'))} | {_num(r['fact_accuracy'], 3)} | {_num(r['exact_match'], 3)} | "
+            f"{_ci_cell(r.get('retention_fact'))} | {_ci_cell(r.get('retention_exact'))} | "
+            f"{_num(r['ar_agreement'], 3)} | {_share(r['identical'])} | {relaxed} | {diverged} |"
+        )
+    return "\n".join([head, *rows])
+
+
+def diagnostics_lines(d: dict[str, Any], strict: str) -> str:
+    """The two LVSpec diagnostics as a short list."""
+    shares = d["rejection_shares"]
+    source = d["class_source"]
+    mean_own, mean_pred = d["mean_relevance_own"], d["mean_relevance_predicting"]
+    return f"""Measured on the same {d['videos']} videos (`bench/measure.py`). Word classes of AR's output tokens:
+**fact** = a slot of the caption grammar (count, colour, shape, row, col, motion phrase incl. "moves"/"stays"),
+**structure** = not a slot but decided by the video's object count ("object"/"objects" and the token after an
+object sentence's "." — the next object's article or the end of the caption), **filler** = the rest (predictable from
+the prompt). Classes come from the ground-truth slot tags (`caption_words`) where AR's caption equals the ground truth
+({source['gt']} videos) and from the slot vocabulary elsewhere ({source['vocab']} videos; the two agree on exact
+captions); {source['unaligned']} videos could not be aligned.
+
+- **(a) What the strict rule rejects.** Of the {d['rejections']} drafts `{strict}` rejected (replayed through the owned
+  loop with relax 0 / shift 0; replay output = AR on {d['replay_matches_ar']}/{d['videos']} videos, accept histogram
+  {'equal to' if d['replay_histogram_equals_strict'] else '**different from**'} the strict row's), the target's token
+  was a **fact** word in {_share(shares['fact'])}, a **structure** token in {_share(shares['structure'])} and
+  **filler** in {_share(shares['filler'])}; counting only the slot vocabulary (without "moves"/"stays") as facts:
+  {_share(d['rejection_slot_vocabulary_share'])}.
+- **(b) Does visual relevance find the filler?** `verification.visual_relevance` (top-10 mean cosine similarity to the
+  prompt's video-token hidden states, target last layer) of AR's output tokens ({d['tokens']['fact']} fact,
+  {d['tokens']['filler']} filler, {d['tokens']['structure']} structure tokens): AUC fact vs filler
+  **{_num(d['auc_own'], 3)}** at the token's own position (what the loose rule scores) and
+  **{_num(d['auc_predicting'], 3)}** one position earlier (the hidden state that predicts the token); 0.5 = no
+  separation, below 0.5 = facts look *less* visual than filler. With structure tokens counted as facts:
+  {_num(d['auc_own_fact_and_structure'], 3)} / {_num(d['auc_predicting_fact_and_structure'], 3)}. Mean relevance
+  (own position) fact {_num(mean_own['fact'], 3)}, structure {_num(mean_own['structure'], 3)}, filler
+  {_num(mean_own['filler'], 3)}; predicting position {_num(mean_pred['fact'], 3)} / {_num(mean_pred['structure'], 3)} /
+  {_num(mean_pred['filler'], 3)}."""
+
+
+def loose_section(results: dict[str, Any]) -> str:
+    """The "Loose verification (LVSpec)" section (empty when the run had no loose rows)."""
+    data = results["sets"].get("main")
+    loose = data and data["summary"].get("loose")
+    if not loose:
+        return ""
+    cfg = results["config"]
+    default = claims_module.default_loose_row(loose)
+    strict = loose["strict"]
+    videos = loose["rows"][AR]["samples"]
+    exact_rows = [(n, r) for n, r in loose["rows"].items() if r.get("settings")
+                  and r["settings"]["relax_ratio"] == 0 and r["settings"]["shift_window"] == 0]
+    exact = "; ".join(f"`{n}` output = AR on {videos if r['identical'] == 1 else round(r['identical'] * videos)}/"
+                      f"{videos} videos ({'as required' if r['identical'] == 1 else '**MISMATCH: counted as a failure**'})"
+                      for n, r in exact_rows) or "no relax 0 / shift 0 row ran"
+    target = next((r for r in results.get("targets", []) if r["id"] == "T4"), None)
+    target_line = (f"**Target (reported, not asserted): {target['verdict']}.** {target['id']}: {target['claim']}. {target['evidence']}."
+                   if target else "")
+    diagnostics = data["summary"].get("lvspec_diagnostics")
+    plot = f"\n![loose fidelity vs speedup]({LOOSE_PLOT})\n"
+    return f"""## Loose verification (LVSpec)
+
+`PruneConfig(verify="loose")` is **lossy by design**: the least visually relevant drafted tokens of each block may
+differ from the target's choice (`relax_ratio`), and a draft that is one or two positions early or late may be
+accepted (`shift_window`). The loose rows run on the main row set ({videos} videos) at keep {cfg['keep'][0]:g} with
+the verifier scorer, so their strict twin is `{strict}` (same pruning, same draft); other loose settings at their
+defaults (`relevance_top_n`=10, `loose_top_k`=5). They do not count as mismatches, except relax 0 / shift 0, which
+must equal strict and AR exactly: {exact}.
+
+Fidelity against the ground-truth captions: **fact accuracy** = share of the ground-truth facts (count, and per object
+colour, shape, row, col, motion; objects matched by order, `testbed.synthetic.caption_facts`) that the caption states
+correctly; **exact match** = caption equals the ground truth; **retention** = the row's mean / AR's mean over the same
+videos (paired bootstrap). Against AR: **AR agreement** = position-wise equal tokens / max(length of AR, length of the
+row), mean over videos; **identical to AR** = share of outputs equal to AR's. Speed: τ and the median decode-only
+speedup over AR as in the rest of this report; **/ strict** = ratio of means to `{strict}` (paired bootstrap).
+**relaxed / shifted** = `SpecStats.relaxed_accepted` / `shift_accepted` per video. **first divergence at a fact
+word** = of the outputs that differ from AR, the share whose first differing token is a fact word in AR's output.
+
+{loose_table(loose, default)}
+
+{target_line}
+
+{'### Why: two diagnostics' + chr(10) + chr(10) + diagnostics_lines(diagnostics, strict) if diagnostics else ''}
+{plot}
+"""
+
+
 def models_line(results: dict[str, Any]) -> str:
     """Target and draft: name, size, model card link."""
     parts = []
@@ -207,16 +325,41 @@ def headline(results: dict[str, Any]) -> str:
             f"decode-step cost ratio of {_num(data['cost'].get('ratio'))}×.")
 
 
+def outside_timers(results: dict[str, Any]) -> str:
+    """"; the part of SD's wall time outside every SpecStats timer is a median ~X ms at N video tokens and ..." for
+    the verifier-pruned row at the first keep ratio, per row set (empty when nothing was measured)."""
+    import statistics
+
+    name = pruned_name(results["config"]["keep"][0], "verifier")
+    parts = []
+    for data in sorted((d for d in results["sets"].values() if d["samples"]), key=lambda d: d["samples"][0]["video_tokens"]):
+        outside = [s["methods"][name]["seconds"] - sum(s["methods"][name]["stats"][k] for k in definitions.TIME_FIELDS
+                                                       if k != "capture_s")
+                   for s in data["samples"] if name in s["methods"] and s["methods"][name]["stats"]]
+        if outside:
+            parts.append(f"~{1e3 * statistics.median(outside):.0f} ms at {data['samples'][0]['video_tokens']}")
+    if not parts:
+        return ""
+    return ("; the part of SD's wall time outside every SpecStats timer is a median " + ", ".join(parts)
+            + " video tokens here")
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The whole RESULTS.md."""
     cfg, env = results["config"], results["environment"]
     mismatches = results["mismatches"]
-    status = ("**Every speculative output was identical to AR, token for token.**" if not mismatches else
-              f"**{len(mismatches)} speculative output(s) DIFFERED from AR** — see `mismatches` in results.json.")
+    lossy = ("" if not results["sets"].get("main", {}).get("summary", {}).get("loose") else
+             " (The lossy loose rows are excluded: they may differ by design; see the LVSpec section.)")
+    status = ("**Every lossless speculative output was identical to AR, token for token.**" + lossy
+              if not mismatches else
+              f"**{len(mismatches)} lossless speculative output(s) DIFFERED from AR** — see `mismatches` in "
+              "results.json.")
     sets = "\n".join(set_section(n, d) for n, d in results["sets"].items())
     plots = "\n\n".join(f"![{k}]({v})" for k, v in PLOTS.items())
     note = f"\n> {results['note']}\n" if results.get("note") else ""
     analysis = f"{results['analysis'].strip()}\n\n" if results.get("analysis") else ""
+    loose_definition = ("- Loose (LVSpec) rows: see the definitions in their section.\n"
+                        if results["sets"].get("main", {}).get("summary", {}).get("loose") else "")
     rendered = f"; this report re-rendered from its results.json by `{results['rendered_by']}`" \
         if results.get("rendered_by") else ""
     return f"""# specvlm-hf benchmark results
@@ -246,7 +389,7 @@ Generated by `{results['command']}` on {results['finished']} (UTC){rendered}.
 
 {claims_table(results['targets']) if results['targets'] else 'not measured'}
 
-{sets}
+{loose_section(results)}{sets}
 ## Plots
 
 {plots}
@@ -263,8 +406,7 @@ Generated by `{results['command']}` on {results['finished']} (UTC){rendered}.
   (generate's set-up + the target prefill + the first token). AR: end-to-end − AR first token. Speculative methods:
   end-to-end − AR first token − `SpecStats.draft_prefill_s`. The same measured set-up and target prefill is removed
   from every method because generate's set-up grows with the number of video tokens (M-RoPE position ids,
-  multimodal bookkeeping; the part of SD's wall time outside every SpecStats timer is a median ~13 ms at 144 video
-  tokens and ~34 ms at 576 here); what SD adds to its own prefill (the
+  multimodal bookkeeping{outside_timers(results)}); what SD adds to its own prefill (the
   attention capture, its wrapper's set-up) stays in its decode time, which is conservative for SD.
   `stock-assisted`: end-to-end − AR first token.
 - **Speedup** = AR time / method time per video; median with [min, max] over videos.
@@ -273,7 +415,7 @@ Generated by `{results['command']}` on {results['finished']} (UTC){rendered}.
   video, mean over heads, queries and layers, renormalised over the video tokens.
 - Decode-step cost: median of single-token forwards with a KV cache after the video prefill, target and draft
   interleaved.
-"""
+{loose_definition}"""
 
 
 # -- plots -----------------------------------------------------------------------------------------------------------
@@ -357,11 +499,65 @@ def _plot_vs_tokens(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_loose(results: dict, path: Path) -> bool:
+    """Retention vs decode speedup relative to strict, one labelled point per loose setting (False: no loose rows)."""
+    import matplotlib.pyplot as plt
+
+    loose = results["sets"].get("main", {}).get("summary", {}).get("loose")
+    if not loose:
+        return False
+    default = claims_module.default_loose_row(loose)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for ax, x_key, xlabel in ((axes[0], "speedup_vs_strict", "decode speedup / strict (ratio of means)"),
+                              (axes[1], "tau_vs_strict", "τ / strict τ")):
+        # One label per relax ratio and rule (the shift windows are told apart by colour), at its rightmost point.
+        labels: dict[tuple[str, float], list[tuple[float, float, int]]] = {}
+        for name, row in loose["rows"].items():
+            settings, x = row.get("settings"), row.get(x_key)
+            y = row.get("retention_fact")
+            if not settings or not x or not y:
+                continue
+            colour = f"C{settings['shift_window'] % 10}" if settings["loose_rule"] == "any" else "black"
+            marker = "*" if name == default else ("s" if settings["loose_rule"] != "any" else "o")
+            ax.errorbar(x["estimate"], y["estimate"], xerr=[[x["estimate"] - x["ci_low"]], [x["ci_high"] - x["estimate"]]],
+                        yerr=[[y["estimate"] - y["ci_low"]], [y["ci_high"] - y["estimate"]]], fmt=marker,
+                        color=colour, markersize=12 if name == default else 6, elinewidth=0.6, capsize=0)
+            labels.setdefault((settings["loose_rule"], settings["relax_ratio"]), []).append(
+                (x["estimate"], y["estimate"], settings["shift_window"]))
+        for (rule, relax), points in labels.items():
+            x, y, _ = max(points)
+            windows = ",".join(str(w) for *_, w in sorted(points, key=lambda p: p[2]))
+            ax.annotate(f"{'topk ' if rule != 'any' else ''}r{relax:g} w{windows}", (x, y), fontsize=7, xytext=(5, 4),
+                        textcoords="offset points")
+        ax.plot([1.0], [1.0], "D", color="grey", label="strict (= AR)")
+        ax.axhline(claims_module.LOOSE_RETENTION, color="red", linestyle=":", linewidth=0.8,
+                   label=f"retention {claims_module.LOOSE_RETENTION:.0%}")
+        if x_key == "tau_vs_strict":
+            ax.axvline(claims_module.LOOSE_TAU_RATIO, color="red", linestyle="--", linewidth=0.8,
+                       label=f"τ {claims_module.LOOSE_TAU_RATIO}× strict")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("retention: fact accuracy / AR's")
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=f"C{w}", label=f"shift window {w}")
+               for w in sorted({r["settings"]["shift_window"] for r in loose["rows"].values() if r.get("settings")})]
+    handles.append(plt.Line2D([], [], marker="*", linestyle="", color="grey", markersize=12, label="default (r0.7 w1)"))
+    handles.append(plt.Line2D([], [], marker="s", linestyle="", color="black", label="loose_rule target_topk"))
+    axes[0].legend(handles=handles + axes[1].get_legend_handles_labels()[0], fontsize=7)
+    fig.suptitle(f"LVSpec loose verification: fidelity vs speed (keep {results['config']['keep'][0]:g}, verifier "
+                 "scorer; 95% CIs)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def write_plots(results: dict[str, Any], out: Path) -> None:
-    """τ vs keep per scorer, decode speedup vs keep, speedup vs number of video tokens."""
+    """τ vs keep per scorer, decode speedup vs keep, speedup vs number of video tokens, and (with loose rows) the
+    loose rows' fidelity vs speed."""
     import matplotlib
 
     matplotlib.use("Agg")
+    _plot_loose(results, out / LOOSE_PLOT)
     _plot_vs_keep(results, "tau", "τ (tokens per verification, bonus incl.; mean)", out / PLOTS["tau_vs_keep"])
     _plot_vs_keep(results, "speedup_decode", "decode-only speedup over AR (median)", out / PLOTS["speedup_vs_keep"])
     _plot_vs_tokens(results, out / PLOTS["speedup_vs_video_tokens"])

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from .inputs import BenchInput
-from .measure import attention_concentration, decode_step_ms
+from .measure import attention_concentration, decode_step_ms, generated_relevance, strict_rejections
 from .methods import AR, AR_PREFILL, Method, Run, run_method
 
 
@@ -21,6 +21,7 @@ class RunSettings:
     max_new_tokens: int
     gamma: int
     attention: bool = True  # measure the verifier attention concentration per sample (one extra target prefill)
+    diagnostics_keep: float | None = None  # LVSpec diagnostics at this keep (strict rejections, relevance of AR)
 
 
 @dataclass
@@ -80,8 +81,14 @@ def run_sample(
     return runs
 
 
-def sample_record(item: BenchInput, runs: dict[str, Run], result: SetResult) -> dict[str, Any]:
-    """The JSON record of one sample; checks every speculative output against AR token for token."""
+def sample_record(item: BenchInput, runs: dict[str, Run], result: SetResult, lossy: frozenset[str] = frozenset()
+                  ) -> dict[str, Any]:
+    """The JSON record of one sample; checks every speculative output against AR token for token.
+
+    Methods in `lossy` (loose verification with relax > 0 or shift > 0) may differ from AR by design: their outputs
+    are recorded (``tokens``) but never count as mismatches. Every other output that differs is a mismatch (and is
+    recorded with its tokens too).
+    """
     reference = runs[AR].tokens
     record: dict[str, Any] = {
         "name": item.name,
@@ -90,11 +97,13 @@ def sample_record(item: BenchInput, runs: dict[str, Run], result: SetResult) -> 
         "ar_prefill_s": runs[AR_PREFILL].seconds,
         "methods": {},
     }
+    if item.reference_slots is not None:
+        record["reference_slots"] = list(item.reference_slots)
     for name, run in runs.items():
         if name == AR_PREFILL:
             continue
         matches = run.tokens == reference
-        if not matches:
+        if not matches and name not in lossy:
             result.mismatches.append(report_mismatch(result.name, item.name, name, reference, run.tokens))
         record["methods"][name] = {
             "seconds": run.seconds,
@@ -103,6 +112,8 @@ def sample_record(item: BenchInput, runs: dict[str, Run], result: SetResult) -> 
             "stats": run.stats,
             "target_forwards": run.target_forwards,
         }
+        if not matches or name in lossy:
+            record["methods"][name]["tokens"] = run.tokens
     record["ar_tokens"] = reference
     return record
 
@@ -118,22 +129,39 @@ def run_set(
     run_sample(methods, target, draft, items[0], settings, warmup, 0)  # lazy hooks, allocator, first-call costs
     result.errors.update(warmup.errors)
     result.cost = decode_step_ms(target, draft, items[0].inputs)
+    lossy = frozenset(m.name for m in methods if m.lossy)
     for index, item in enumerate(tqdm(items, desc=f"{name} ({items[0].video_tokens} video tokens)", unit="video")):
         runs = run_sample(methods, target, draft, item, settings, result, index)
-        record = sample_record(item, runs, result)
+        record = sample_record(item, runs, result, lossy)
         if settings.attention:
             record["attention"] = attention_concentration(target, item.inputs, item.object_mask)
+        if settings.diagnostics_keep is not None:
+            record["lvspec_diagnostics"] = lvspec_diagnostics(target, draft, item, settings, record["ar_tokens"])
         result.samples.append(record)
     return result
 
 
+def lvspec_diagnostics(target, draft, item: BenchInput, settings: RunSettings, ar_tokens: list[int]) -> dict:
+    """Strict rejections at the diagnostics keep, and the visual relevance of every AR token (measure.py)."""
+    rejected = strict_rejections(target, draft, item.inputs, settings.diagnostics_keep, settings.gamma,
+                                 settings.max_new_tokens)
+    relevance = generated_relevance(target, item.inputs, ar_tokens)
+    return {"rejections": rejected["rejections"], "matches_ar": rejected["tokens"] == ar_tokens,
+            "accept_histogram": rejected["accept_histogram"], "relevance_own": relevance["own"],
+            "relevance_predicting": relevance["predicting"]}
+
+
 def annotate_captions(result: SetResult, tokenizer) -> None:
-    """Decode AR's output per sample and, where a ground-truth caption exists (testbed), record whether it matches."""
+    """Decode AR's output per sample and, where a ground-truth caption exists (testbed), record whether it matches.
+    Outputs that differ from AR (lossy rows) get their own decoded ``text``."""
     for record in result.samples:
         text = tokenizer.decode(record["ar_tokens"], skip_special_tokens=True).strip()
         record["ar_text"] = text
         if record["reference_caption"] is not None:
             record["ar_equals_reference"] = text == record["reference_caption"]
+        for entry in record["methods"].values():
+            if "tokens" in entry:
+                entry["text"] = tokenizer.decode(entry["tokens"], skip_special_tokens=True).strip()
 
 
 def set_threads(threads: int) -> None:

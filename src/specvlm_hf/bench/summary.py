@@ -18,12 +18,13 @@ Definitions (also printed in RESULTS.md):
 
 from __future__ import annotations
 
+import re
 import statistics
 from typing import Any
 
 import numpy as np
 
-from .methods import AR, FULL, STOCK, pruned_name
+from .methods import AR, FULL, STOCK, is_loose_name, pruned_name
 
 BOOTSTRAP_RESAMPLES = 2000
 TIME_FIELDS = ("target_prefill_s", "capture_s", "draft_prefill_s", "draft_s", "verify_s", "overhead_s")
@@ -57,14 +58,62 @@ def speedups(sample: dict[str, Any], method: str) -> tuple[float, float]:
     return e2e, decode_seconds(sample, AR) / decode_seconds(sample, method)
 
 
+def method_tokens(sample: dict[str, Any], method: str) -> list[int]:
+    """The tokens `method` generated on one sample (recorded when they differ from AR's, or for lossy rows)."""
+    if method == AR:
+        return sample["ar_tokens"]
+    entry = sample["methods"][method]
+    return entry["tokens"] if "tokens" in entry else sample["ar_tokens"]
+
+
+def method_text(sample: dict[str, Any], method: str) -> str | None:
+    """The decoded caption of `method` on one sample (None if it was not decoded)."""
+    entry = sample["methods"].get(method, {}) if method != AR else {}
+    if "text" in entry:
+        return entry["text"]
+    if method == AR or entry.get("matches_ar"):
+        return sample.get("ar_text")
+    return None
+
+
+def ar_agreement(a: list[int], b: list[int]) -> float:
+    """Position-wise equal tokens / max(len(a), len(b)) (1.0 for two empty outputs)."""
+    longest = max(len(a), len(b))
+    return sum(x == y for x, y in zip(a, b)) / longest if longest else 1.0
+
+
+def fidelity(sample: dict[str, Any], method: str, metric: str) -> float | None:
+    """One fidelity value of `method` on one sample: "fact_accuracy" and "exact_match" against the ground-truth caption
+    (testbed only), "ar_agreement" (token level) and "identical" (output == AR) against AR's output."""
+    if metric == "ar_agreement":
+        return ar_agreement(sample["ar_tokens"], method_tokens(sample, method))
+    if metric == "identical":
+        return float(method == AR or sample["methods"][method]["matches_ar"])
+    reference, text = sample.get("reference_caption"), method_text(sample, method)
+    if reference is None or text is None:
+        return None
+    if metric == "exact_match":
+        return float(text == reference)
+    from specvlm_hf.testbed.synthetic import fact_score
+
+    correct, total = fact_score(text, reference)
+    return correct / total
+
+
+FIDELITY_METRICS = ("fact_accuracy", "exact_match", "ar_agreement", "identical")
+
+
 def per_sample(samples: list[dict[str, Any]], method: str, metric: str) -> list[float]:
-    """One metric of one method over the samples that ran it: "tau", "speedup_e2e" or "speedup_decode"."""
+    """One metric of one method over the samples that ran it: "tau", "speedup_e2e", "speedup_decode" or one of
+    `FIDELITY_METRICS`."""
     out = []
     for s in samples:
-        if method not in s["methods"]:
+        if method != AR and method not in s["methods"]:
             continue
         if metric == "tau":
             value = tau(s, method)
+        elif metric in FIDELITY_METRICS:
+            value = fidelity(s, method, metric)
         else:
             value = speedups(s, method)[0 if metric == "speedup_e2e" else 1]
         if value is not None:
@@ -92,19 +141,22 @@ def paired_bootstrap(a: list[float], b: list[float], kind: str = "diff", seed: i
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(x), size=(BOOTSTRAP_RESAMPLES, len(x)))
     mx, my = x[idx].mean(axis=1), y[idx].mean(axis=1)
-    stats = mx - my if kind == "diff" else mx / my
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stats = mx - my if kind == "diff" else mx / my
     point = x.mean() - y.mean() if kind == "diff" else x.mean() / y.mean()
-    low, high = np.percentile(stats, [2.5, 97.5])
+    # A ratio is undefined on the (rare) resamples whose denominator mean is 0 (e.g. exact-match rates): drop those.
+    stats = stats[np.isfinite(stats)]
+    low, high = np.percentile(stats, [2.5, 97.5]) if stats.size else (float("nan"), float("nan"))
     return {"estimate": float(point), "ci_low": float(low), "ci_high": float(high), "n": len(x)}
 
 
 def compare(samples: list[dict[str, Any]], a: str, b: str, metric: str, kind: str = "diff") -> dict[str, Any] | None:
     """Paired bootstrap of `metric` between methods `a` and `b` on the samples where both ran."""
-    both = [s for s in samples if a in s["methods"] and b in s["methods"]]
+    both = [s for s in samples if (a == AR or a in s["methods"]) and (b == AR or b in s["methods"])]
     if not both:
         return None
     x, y = per_sample(both, a, metric), per_sample(both, b, metric)
-    if len(x) != len(y) or not x:
+    if len(x) != len(y) or not x or (kind == "ratio" and not sum(y)):
         return None
     return {"a": a, "b": b, "metric": metric, "kind": kind, **paired_bootstrap(x, y, kind)}
 
@@ -145,6 +197,8 @@ def method_summary(samples: list[dict[str, Any]], method: str) -> dict[str, Any]
     }
     if method == AR or not ran:
         return out
+    if is_loose_name(method):
+        out["tokens_equal_ar"] = sum(s["methods"][method]["matches_ar"] for s in ran)
     out["tau"] = spread(per_sample(ran, method, "tau"))
     out["speedup_e2e"] = spread(per_sample(ran, method, "speedup_e2e"))
     out["speedup_decode"] = spread(per_sample(ran, method, "speedup_decode"))
@@ -185,9 +239,203 @@ def comparisons(samples: list[dict[str, Any]], keeps: list[float], scorers: list
 def summarise_set(samples: list[dict[str, Any]], methods: list[str], keeps: list[float], scorers: list[str]) -> dict:
     """Everything the report needs about one row set."""
     exact = [s["ar_equals_reference"] for s in samples if "ar_equals_reference" in s]
-    return {
+    out = {
         "ar_caption_exact_match": sum(exact) / len(exact) if exact else None,
         "methods": {m: method_summary(samples, m) for m in methods},
         "attention": attention_summary(samples),
         "comparisons": comparisons(samples, keeps, scorers),
     }
+    loose = [m for m in methods if is_loose_name(m) and any(m in s["methods"] for s in samples)]
+    if loose:
+        out["loose"] = loose_summary(samples, loose, pruned_name(keeps[0], "verifier"))
+    if any("lvspec_diagnostics" in s for s in samples):
+        out["lvspec_diagnostics"] = diagnostics_summary(samples, out["methods"].get(pruned_name(keeps[0], "verifier")))
+    return out
+
+
+# -- loose verification (LVSpec): fidelity vs speed --------------------------------------------------------------------
+
+LOOSE_NAME = re.compile(r"^loose-(topk-)?r([0-9.]+)-w([0-9]+)$")
+
+
+def loose_settings(name: str) -> dict[str, Any] | None:
+    """relax_ratio, shift_window and loose_rule of a loose row's name (``loose-r0.7-w1``, ``loose-topk-r0.7-w1``)."""
+    match = LOOSE_NAME.match(name)
+    if not match:
+        return None
+    return {"relax_ratio": float(match[2]), "shift_window": int(match[3]),
+            "loose_rule": "target_topk" if match[1] else "any"}
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def fidelity_row(samples: list[dict[str, Any]], method: str) -> dict[str, Any]:
+    """Mean fidelity of `method` over the samples that ran it."""
+    ran = [s for s in samples if method == AR or method in s["methods"]]
+    return {"samples": len(ran), **{m: _mean(per_sample(ran, method, m)) for m in FIDELITY_METRICS}}
+
+
+def loose_summary(samples: list[dict[str, Any]], loose: list[str], strict: str) -> dict[str, Any]:
+    """AR, the strict row at the same pruning and every loose row: fidelity (vs ground truth and vs AR) and speed
+    (vs the strict row), with paired bootstrap intervals for retention and the ratios to strict.
+
+    retention = mean metric of the row / mean metric of AR, over the same videos (fact accuracy and exact match).
+    """
+    rows: dict[str, Any] = {}
+    for method in [AR, strict, *loose]:
+        if method != AR and not any(method in s["methods"] for s in samples):
+            continue
+        row = fidelity_row(samples, method)
+        row["settings"] = loose_settings(method)
+        if method != AR:
+            ran = [s for s in samples if method in s["methods"]]
+            row["tau"] = _mean(per_sample(ran, method, "tau"))
+            decode = per_sample(ran, method, "speedup_decode")
+            row["speedup_decode"] = statistics.median(decode) if decode else None
+            stats = [s["methods"][method]["stats"] or {} for s in ran]
+            row["relaxed_per_video"] = _mean([st.get("relaxed_accepted", 0) for st in stats])
+            row["shifted_per_video"] = _mean([st.get("shift_accepted", 0) for st in stats])
+            row["tau_vs_strict"] = compare(samples, method, strict, "tau", "ratio")
+            row["speedup_vs_strict"] = compare(samples, method, strict, "speedup_decode", "ratio")
+            row["retention_fact"] = compare(samples, method, AR, "fact_accuracy", "ratio")
+            row["retention_exact"] = compare(samples, method, AR, "exact_match", "ratio")
+            row["first_divergence"] = first_divergence_classes(ran, method)
+        rows[method] = row
+    return {"strict": strict, "rows": rows}
+
+
+# -- word classes of AR's output (for the diagnostics) ---------------------------------------------------------------
+
+FACT, STRUCTURE, FILLER = "fact", "structure", "filler"
+
+
+def _fact_vocabulary() -> tuple[set[str], set[str]]:
+    from specvlm_hf.testbed.synthetic import SLOT_WORDS
+
+    slot = {w for words in SLOT_WORDS.values() for w in words}
+    return slot | {"moves", "stays"}, slot
+
+
+def token_classes(sample: dict[str, Any]) -> tuple[list[str], str] | None:
+    """A class per AR output token: ``fact`` (a slot word of the caption grammar: count, colour, shape, row, col, and
+    the motion phrase "moves X" / "stays still"), ``structure`` (not a slot, but video-dependent: "object"/"objects",
+    and the token after an object sentence's "." -- the next object's article or the end of the caption -- both
+    decided by the object count) or ``filler`` (predictable from the prompt).
+
+    Where AR's caption equals the ground truth, the slot tags of `caption_words` (``reference_slots``) give the fact
+    positions ("gt"); elsewhere the vocabulary of the slots does ("vocab"; identical on exact captions). Returns the
+    classes and which source was used, or None if the tokens and the words do not line up (word-level tokenizer
+    expected).
+    """
+    text = sample.get("ar_text")
+    if text is None:
+        return None
+    words, tokens = text.split(), sample["ar_tokens"]
+    if len(tokens) not in (len(words), len(words) + 1):
+        return None
+    facts, _ = _fact_vocabulary()
+    slots = sample.get("reference_slots")
+    aligned = bool(sample.get("ar_equals_reference")) and slots is not None and len(slots) == len(words)
+    classes, periods = [], 0
+    for i in range(len(tokens)):
+        word = words[i] if i < len(words) else None  # None: the end-of-turn token after the caption
+        previous = words[i - 1] if 0 < i <= len(words) else None
+        if previous == ".":
+            periods += 1
+        is_fact = slots[i] is not None if aligned and word is not None else word in facts
+        if is_fact:
+            classes.append(FACT)
+        elif word in ("object", "objects") or (previous == "." and periods >= 2) or word is None:
+            classes.append(STRUCTURE)
+        else:
+            classes.append(FILLER)
+    return classes, "gt" if aligned else "vocab"
+
+
+def first_divergence_classes(samples: list[dict[str, Any]], method: str) -> dict[str, Any]:
+    """Of the outputs of `method` that differ from AR: the class of AR's token where they first differ."""
+    counts = {FACT: 0, STRUCTURE: 0, FILLER: 0}
+    for s in samples:
+        ours = method_tokens(s, method)
+        if ours == s["ar_tokens"]:
+            continue
+        classified = token_classes(s)
+        index = next((i for i, (x, y) in enumerate(zip(s["ar_tokens"], ours)) if x != y),
+                     min(len(ours), len(s["ar_tokens"])))
+        if classified is None or index >= len(classified[0]):
+            continue
+        counts[classified[0][index]] += 1
+    total = sum(counts.values())
+    return {"diverging": total, **{f"{k}_share": (v / total if total else None) for k, v in counts.items()}}
+
+
+def auc(positive: list[float], negative: list[float]) -> float | None:
+    """P(score of a positive > score of a negative), ties counting one half (Mann-Whitney U / (n_pos n_neg))."""
+    if not positive or not negative:
+        return None
+    values = np.asarray([*positive, *negative], dtype=float)
+    order = values.argsort(kind="mergesort")
+    ranks = np.empty(len(values))
+    sorted_values = values[order]
+    i = 0
+    while i < len(values):  # average ranks over ties
+        j = i
+        while j + 1 < len(values) and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    n_pos, n_neg = len(positive), len(negative)
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def diagnostics_summary(samples: list[dict[str, Any]], strict_row: dict[str, Any] | None) -> dict[str, Any]:
+    """(a) the strict rule's rejected drafts by the class of the target's token; (b) how well the visual relevance
+    separates fact from filler tokens of AR's outputs (AUC, own position and predicting position)."""
+    _, slot_vocab = _fact_vocabulary()
+    rejected = {FACT: 0, STRUCTURE: 0, FILLER: 0}
+    slot_vocab_rejections = total_rejections = 0
+    sources = {"gt": 0, "vocab": 0, "unaligned": 0}
+    relevance: dict[str, dict[str, list[float]]] = {k: {FACT: [], STRUCTURE: [], FILLER: []}
+                                                    for k in ("own", "predicting")}
+    histogram: list[int] = []
+    replay_matches = 0
+    diagnosed = [s for s in samples if "lvspec_diagnostics" in s]
+    for s in diagnosed:
+        d = s["lvspec_diagnostics"]
+        replay_matches += bool(d["matches_ar"])
+        for i, count in enumerate(d["accept_histogram"]):
+            histogram.extend([0] * (i + 1 - len(histogram)))
+            histogram[i] += count
+        classified = token_classes(s)
+        if classified is None:
+            sources["unaligned"] += 1
+            continue
+        classes, source = classified
+        sources[source] += 1
+        words = s["ar_text"].split()
+        for position, _target_token, _drafted in d["rejections"]:
+            if position < len(classes):
+                total_rejections += 1
+                rejected[classes[position]] += 1
+                slot_vocab_rejections += position < len(words) and words[position] in slot_vocab
+        for key in ("own", "predicting"):
+            for cls, value in zip(classes, d[f"relevance_{key}"]):
+                relevance[key][cls].append(value)
+    out: dict[str, Any] = {
+        "videos": len(diagnosed),
+        "class_source": sources,
+        "replay_matches_ar": replay_matches,
+        "replay_histogram_equals_strict": bool(strict_row) and histogram == strict_row.get("accept_histogram"),
+        "rejections": total_rejections,
+        "rejection_shares": {k: (v / total_rejections if total_rejections else None) for k, v in rejected.items()},
+        "rejection_slot_vocabulary_share": slot_vocab_rejections / total_rejections if total_rejections else None,
+        "tokens": {k: len(v) for k, v in relevance["own"].items()},
+    }
+    for key in ("own", "predicting"):
+        r = relevance[key]
+        out[f"auc_{key}"] = auc(r[FACT], r[FILLER])
+        out[f"auc_{key}_fact_and_structure"] = auc(r[FACT] + r[STRUCTURE], r[FILLER])
+        out[f"mean_relevance_{key}"] = {k: _mean(v) for k, v in r.items()}
+    return out

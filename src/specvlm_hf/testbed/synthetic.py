@@ -274,3 +274,65 @@ def recover_facts(frames: np.ndarray) -> list[dict[str, str]]:
         facts.append({"colour": name, "shape": shape, "row": ROWS[r0], "col": COLS[c0], "motion": motion})
     facts.sort(key=lambda f: (ROWS.index(f["row"]), COLS.index(f["col"])))
     return facts
+
+
+FACT_SLOTS = ("colour", "shape", "row", "col", "motion")  # per object; plus one "count" per caption
+
+
+def caption_facts(words: list[str] | tuple[str, ...] | str) -> dict:
+    """Parse a (generated) caption into its stated facts, following the caption grammar of `caption_words`.
+
+    Returns ``{"count": str | None, "objects": [{"colour", "shape", "row", "col", "motion"}, ...]}`` (a slot the
+    caption does not state is None). Deterministic and tolerant: the count is the first count word; the caption is
+    split into sentences at "." and every sentence that names an object slot is one object, in order. Within a
+    sentence each slot is its first word from the slot's vocabulary, except that the column is read before the motion
+    phrase ("moves X" gives motion X; "stays still" gives "still"), since "left"/"right" are both columns and motions.
+    """
+    if isinstance(words, str):
+        words = words.split()
+    words = [w.lower() for w in words]
+    count = next((w for w in words if w in COUNTS), None)
+    sentences: list[list[str]] = [[]]
+    for w in words:
+        if w == ".":
+            sentences.append([])
+        else:
+            sentences[-1].append(w)
+    objects = []
+    for sentence in sentences:
+        motion_at = next((i for i, w in enumerate(sentence) if w in ("moves", "stays")), len(sentence))
+        motion = None
+        if motion_at < len(sentence):
+            following = sentence[motion_at + 1] if motion_at + 1 < len(sentence) else None
+            if sentence[motion_at] == "moves" and following in MOTIONS and following != "still":
+                motion = following
+            elif sentence[motion_at] == "stays" and following == "still":
+                motion = "still"
+        before = sentence[:motion_at]
+        facts = {
+            "colour": next((w for w in sentence if w in COLOURS), None),
+            "shape": next((w for w in sentence if w in SHAPES), None),
+            "row": next((w for w in before if w in ROWS), None),
+            "col": next((w for w in before if w in COLS), None),
+            "motion": motion,
+        }
+        if any(v is not None for v in facts.values()):
+            objects.append(facts)
+    return {"count": count, "objects": objects}
+
+
+def fact_score(generated: list[str] | tuple[str, ...] | str, reference: list[str] | tuple[str, ...] | str
+               ) -> tuple[int, int]:
+    """(correct, total) ground-truth facts of `reference` that `generated` states correctly.
+
+    The facts are the count plus colour/shape/row/col/motion of every reference object; generated objects are matched
+    to reference objects by order (`caption_facts`). Extra generated objects add nothing (and cost nothing beyond a
+    wrong count).
+    """
+    truth, said = caption_facts(reference), caption_facts(generated)
+    total = 1 + len(FACT_SLOTS) * len(truth["objects"])
+    correct = int(truth["count"] is not None and said["count"] == truth["count"])
+    for i, obj in enumerate(truth["objects"]):
+        if i < len(said["objects"]):
+            correct += sum(said["objects"][i][k] == obj[k] for k in FACT_SLOTS)
+    return correct, total
