@@ -6,6 +6,9 @@ from transformers import GenerationConfig
 
 from specvlm_hf import PruneConfig
 
+# Strict configs with loose-only fields warn (tested on its own); the validation tests build many of them.
+pytestmark = pytest.mark.filterwarnings("ignore:PruneConfig. .* to verify='loose' only")
+
 
 def test_defaults_match_design():
     cfg = PruneConfig()
@@ -206,3 +209,17 @@ def test_from_dict_validates_loose_fields():
     for name, bad in (("verify", "lossless"), ("relax_ratio", 3.0), ("protect_tokens", [-1]), ("shift_window", -2)):
         with pytest.raises(ValueError, match=name):
             PruneConfig.from_dict({**data, name: bad})
+
+
+def test_loose_only_fields_on_a_strict_config_warn():
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"relax_ratio, shift_window apply to verify='loose' only and are ignored"):
+        PruneConfig(relax_ratio=0.3, shift_window=2)
+    with pytest.warns(UserWarning, match=r"protect_tokens applies to verify='loose' only and is ignored"):
+        PruneConfig(protect_tokens=[5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PruneConfig()
+        PruneConfig(relax_ratio=0.7, shift_window=1)  # the defaults, spelled out
+        PruneConfig(verify="loose", relax_ratio=0.3, loose_rule="target_topk", protect_tokens=[5])

@@ -41,7 +41,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from specvlm_hf import FAMILIES, PruneConfig, decoding, integration, last_stats, verification, word_token_ids
+from specvlm_hf import FAMILIES, PruneConfig, candidate, decoding, integration, last_stats, verification, word_token_ids
 from specvlm_hf.testbed import tiny
 from specvlm_hf.verification import (
     EXACT,
@@ -56,6 +56,9 @@ from specvlm_hf.verification import (
     strict_block,
     visual_relevance,
 )
+
+# Many tests run relax 0 / shift 0 on purpose (it must equal strict); its warning is tested on its own.
+pytestmark = pytest.mark.filterwarnings("ignore:PruneConfig\\(verify='loose'\\) with num_draft_tokens")
 
 EXAMPLES = int(os.environ.get("SPECVLM_FUZZ_EXAMPLES", "20"))
 FAMILY_NAMES = sorted(FAMILIES)
@@ -96,6 +99,9 @@ def verdict(drafted: list[int], predictions: list[int], relaxed: list[bool] | bo
 
 
 T = [10, 11, 12, 13, 14]  # the target's predictions t_0 .. t_4 for a block of n = 4 drafted tokens
+# A target that still wants 11 after the draft's token at position 1 (rows are conditioned on the drafted prefix):
+# the draft inserting a word before 11, or swapping 11 with the next word, re-synchronises at position 2.
+T_AGAIN = [10, 11, 11, 13, 14]
 
 
 def test_all_exact_block_takes_the_bonus_from_row_n():
@@ -165,9 +171,9 @@ def test_relaxed_token_forbidden_by_a_processor_is_rejected(kind):
 
 
 def test_forbidden_token_is_not_accepted_by_a_shift_either():
-    # d_1 = 12 = t_2 and d_2 matches: a shift, unless row 1 forbids 12.
-    assert verdict([10, 12, 12, 13], T, False, rule(window=1)).kinds == [EXACT, SHIFTED, EXACT, EXACT]
-    result = verdict([10, 12, 12, 13], T, False, rule(window=1), forbid=((1, 12),))
+    # t_1 = 11 = d_2 and d_2 = t_2: the inserted 20 is a shift, unless row 1 forbids 20.
+    assert verdict([10, 20, 11, 13], T_AGAIN, False, rule(window=1)).kinds == [EXACT, SHIFTED, EXACT, EXACT]
+    result = verdict([10, 20, 11, 13], T_AGAIN, False, rule(window=1), forbid=((1, 20),))
     assert result.kinds == [EXACT] and result.bonus == 11
 
 
@@ -175,40 +181,38 @@ def test_forbidden_token_is_not_accepted_by_a_shift_either():
 
 
 @pytest.mark.parametrize(
-    "drafted, window, kinds",
+    "drafted, predictions, window, kinds",
     [
-        # d_0 = t_1 (the draft skipped t_0), d_1 = t_1 re-synchronises: accepted.
-        ([11, 11, 12, 13], 1, [SHIFTED, EXACT, EXACT, EXACT]),
-        # d_1 = t_0 (the draft repeated a token), d_2 = t_2: accepted.
-        ([10, 10, 12, 13], 1, [EXACT, SHIFTED, EXACT, EXACT]),
-        # The following drafted token does not match: rejected.
-        ([11, 20, 12, 13], 1, []),
-        ([10, 10, 20, 13], 1, [EXACT]),
-        # window 2 needs the next two drafted tokens exact.
-        ([12, 11, 12, 13], 2, [SHIFTED, EXACT, EXACT, EXACT]),
-        ([12, 11, 20, 13], 2, []),
-        # ... but only min(w, n-1-i) of them near the end of the block: i = 2 needs just d_3.
-        ([10, 11, 13, 13], 2, [EXACT, EXACT, SHIFTED, EXACT]),
-        ([10, 11, 10, 13], 2, [EXACT, EXACT, SHIFTED, EXACT]),  # d_2 = t_0, |2 - 0| = 2
-        # |i - j| > shift_window: rejected.
-        ([12, 11, 12, 13], 1, []),
-        ([10, 11, 10, 13], 1, [EXACT, EXACT]),
+        # Insertion: the draft put 20 before the target's 11, and the target (after 20) still wants 11: accepted.
+        ([10, 20, 11, 13], T_AGAIN, 1, [EXACT, SHIFTED, EXACT, EXACT]),
+        # Swap: the draft says 13 11 where the target wanted 11 (then 13): the first of the pair is shifted.
+        ([10, 13, 11, 13], T_AGAIN, 1, [EXACT, SHIFTED, EXACT, EXACT]),
+        # Re-synchronisation fails: d_2 = t_1 but the target does not want 11 after the draft's 20 (t_2 = 12).
+        ([10, 20, 11, 13], T, 1, [EXACT]),
+        # The target's token is drafted two positions later: needs shift_window 2, and both following tokens exact.
+        ([10, 20, 12, 11], [10, 11, 12, 11, 14], 2, [EXACT, SHIFTED, EXACT, EXACT]),
+        ([10, 20, 12, 11], [10, 11, 12, 11, 14], 1, [EXACT]),
+        ([10, 20, 25, 11], [10, 11, 12, 11, 14], 2, [EXACT]),
+        # Near the end of the block only min(w, n-1-i) following tokens are needed: i = 2 needs just d_3.
+        ([10, 11, 20, 12], [10, 11, 12, 12, 14], 2, [EXACT, EXACT, SHIFTED, EXACT]),
+        # The draft has the target's token only *earlier* (d_0 = t_2): not a shift (rows are conditioned on the
+        # drafted prefix, so looking back finds only a token the block already has).
+        ([10, 11, 20, 13], [10, 11, 10, 13, 14], 2, [EXACT, EXACT]),
+        # A stutter is not a shift: d_1 repeats d_0 and the target's 11 never appears later in the draft.
+        ([10, 10, 12, 13], T, 1, [EXACT]),
+        ([11, 11, 12, 13], T, 1, []),
         # shift_window = 0 disables shifts.
-        ([11, 11, 12, 13], 0, []),
-        # The last drafted token has nothing after it to re-synchronise: rejected (d_3 = t_2, and d_3 = t_4).
-        ([10, 11, 12, 12], 1, [EXACT, EXACT, EXACT]),
-        ([10, 11, 12, 14], 2, [EXACT, EXACT, EXACT]),
-        # A drafted token equal to no nearby prediction: rejected.
-        ([10, 25, 12, 13], 3, [EXACT]),
-        # The bonus row n is one of the block's predictions: d_2 = t_4 (|2 - 4| = 2), d_3 re-synchronises.
-        ([10, 11, 14, 13], 2, [EXACT, EXACT, SHIFTED, EXACT]),
-        ([10, 11, 14, 13], 1, [EXACT, EXACT]),
+        ([10, 20, 11, 13], T_AGAIN, 0, [EXACT]),
+        # The last drafted token has nothing after it: never shifted (nor is the bonus row n looked at).
+        ([10, 11, 12, 20], T, 2, [EXACT, EXACT, EXACT]),
+        # A mismatch whose target token is nowhere in the draft: rejected.
+        ([10, 25, 12, 13], T, 3, [EXACT]),
     ],
 )
-def test_shift_acceptance(drafted, window, kinds):
-    result = verdict(drafted, T, False, rule(window=window))
+def test_shift_acceptance(drafted, predictions, window, kinds):
+    result = verdict(drafted, predictions, False, rule(window=window))
     assert result.kinds == kinds
-    assert result.bonus == T[len(kinds)]
+    assert result.bonus == predictions[len(kinds)]
 
 
 def test_shift_acceptance_with_a_one_token_block():
@@ -231,10 +235,10 @@ def test_protected_tokens_are_never_relaxed(side):
 
 @pytest.mark.parametrize("side", ["drafted", "target"])
 def test_protected_tokens_are_never_shifted(side):
-    drafted = [10, 12, 12, 13]  # d_1 = t_2, re-synchronised by d_2: a shift when unprotected
-    assert verdict(drafted, T, False, rule(window=1)).kinds == [EXACT, SHIFTED, EXACT, EXACT]
-    protected = {12} if side == "drafted" else {11}
-    result = verdict(drafted, T, False, rule(window=1, protected=protected))
+    drafted = [10, 20, 11, 13]  # t_1 = d_2, re-synchronised by d_2: a shift when unprotected
+    assert verdict(drafted, T_AGAIN, False, rule(window=1)).kinds == [EXACT, SHIFTED, EXACT, EXACT]
+    protected = {20} if side == "drafted" else {11}
+    result = verdict(drafted, T_AGAIN, False, rule(window=1, protected=protected))
     assert result.kinds == [EXACT] and result.bonus == 11
 
 
@@ -262,10 +266,11 @@ def test_acceptance_stops_at_the_first_unaccepted_mismatch():
 
 
 def test_the_rules_apply_in_order_relaxed_before_shift():
-    # d_0 = t_1 with d_1 = t_1: both a relaxed and a shifted acceptance apply; rule 3 comes first.
-    assert verdict([11, 11, 12, 13], T, [True, False, False, False], rule(window=1)).kinds[0] == RELAXED
+    # t_0 = d_1 with d_1 = t_1: both a relaxed and a shifted acceptance apply to d_0; rule 3 comes first.
+    predictions = [10, 10, 12, 13, 14]
+    assert verdict([20, 10, 12, 13], predictions, [True, False, False, False], rule(window=1)).kinds[0] == RELAXED
     # Not relaxed at position 0 but a shift.
-    assert verdict([11, 11, 12, 13], T, [False, True, True, True], rule(window=1)).kinds[0] == SHIFTED
+    assert verdict([20, 10, 12, 13], predictions, [False, True, True, True], rule(window=1)).kinds[0] == SHIFTED
 
 
 @settings(max_examples=200, deadline=None)
@@ -303,9 +308,9 @@ def test_loose_block_against_a_reference_implementation(n, data, kind, top_k, wi
                 return  # a tie at the boundary: either answer is right
             kinds.append(RELAXED)
             continue
-        nearby = [t[j] for j in range(max(0, i - window), min(n, i + window) + 1) if j != i]
+        later_drafts = [drafted[j] for j in range(i + 1, min(n, i + 1 + window))]
         following = min(window, n - 1 - i)
-        if window and d in nearby and following >= 1 and all(drafted[i + k] == t[i + k]
+        if window and t[i] in later_drafts and following >= 1 and all(drafted[i + k] == t[i + k]
                                                                for k in range(1, following + 1)):
             kinds.append(SHIFTED)
             continue
@@ -395,7 +400,7 @@ def test_loose_verification_takes_relevance_from_the_drafted_rows_and_the_video_
     strictish = LooseRule(relax_ratio=0.5, loose_rule="any", shift_window=0)
 
     def run(drafted_rows, drafted):
-        loose = LooseVerification(strictish, relevance_top_n=2, video_positions=torch.tensor([1, 3]))
+        loose = LooseVerification(strictish, relevance_top_n=2, visual_positions=torch.tensor([1, 3]))
         loose.observe_prefill(prompt)
         hidden = torch.stack([e[2], *drafted_rows])[None]
         return loose.verify(torch.tensor(drafted), score_rows([10, 11, 12]), hidden)
@@ -411,6 +416,11 @@ def test_loose_verification_takes_relevance_from_the_drafted_rows_and_the_video_
     loose.observe_prefill(prompt)
     result = loose.verify(torch.tensor([], dtype=torch.long), score_rows([10]), prompt)
     assert result.kinds == [] and result.bonus == 10
+    # Without visual positions nothing is relaxed: the same block that was relaxed above is now rejected.
+    blind = LooseVerification(strictish, 2, torch.tensor([], dtype=torch.long))
+    blind.observe_prefill(prompt)
+    hidden = torch.stack([e[2], e[3], e[0]])[None]
+    assert blind.verify(torch.tensor([20, 11]), score_rows([10, 11, 12]), hidden).kinds == []
 
 
 def test_crop_at_stop_guards_max_length_and_eos():
@@ -455,23 +465,23 @@ def test_word_token_ids_with_the_qwen_bpe_tokenizer(qwen_processor):
     for variant in (" not", " no"):  # single tokens in running text ("Ġnot", "Ġno")
         encoded = tokenizer.encode(variant, add_special_tokens=False)
         assert len(encoded) == 1 and encoded[0] in ids, variant
-    # Multi-token variants contribute their first token only when it spells >= 2 characters of the word; in this
-    # small test vocabulary "not"/"Not" split into single letters (and " Not" into a bare space + letters).
-    expected = set()
-    for w in ("not", "no"):
-        for v in (w, " " + w, w.capitalize(), " " + w.capitalize()):
-            encoded = tokenizer.encode(v, add_special_tokens=False)
-            first = tokenizer.decode(encoded[:1]).strip().lower()
-            if len(encoded) == 1 or (len(first) >= 2 and w.startswith(first)):
-                expected.add(encoded[0])
+    # Every non-whitespace piece of every variant: in this small test vocabulary "Not" splits into letters.
+    expected = {token for w in ("not", "no") for v in (w, " " + w, w.capitalize(), " " + w.capitalize())
+                for token in tokenizer.encode(v, add_special_tokens=False) if tokenizer.decode([token]).strip()}
     assert ids == sorted(expected)
-    single_letters = {tokenizer.convert_tokens_to_ids(c) for c in "nN"}
-    assert not single_letters & set(ids)
-    # A multi-token word whose first piece spells part of it ("Ġne" + "v" "e" "r") contributes that piece.
-    never = tokenizer.encode(" never", add_special_tokens=False)
-    assert len(never) > 1 and never[0] in word_token_ids(tokenizer, ["never"])
-    assert ids == sorted(set(ids)) and all(isinstance(i, int) for i in ids)
+    assert all(isinstance(i, int) for i in ids)
     assert word_token_ids(tokenizer, []) == []
+
+
+def test_word_token_ids_protects_every_piece_of_a_split_word(qwen_processor):
+    """A negation split into pieces (" never" = "Ġne" + "v" "e" "r", " isn't" = ...) is protected whole, so that no
+    piece of it can be relaxed away."""
+    tokenizer = qwen_processor.tokenizer
+    for word in ("never", "isn't"):
+        ids = set(word_token_ids(tokenizer, [word]))
+        pieces = tokenizer.encode(" " + word, add_special_tokens=False)
+        assert len(pieces) > 1, word
+        assert {p for p in pieces if tokenizer.decode([p]).strip()} <= ids, (word, tokenizer.convert_ids_to_tokens(pieces))
 
 
 def test_word_token_ids_never_protects_a_bare_word_boundary_token(qwen_processor):
@@ -602,8 +612,21 @@ def loose(keep: float = 0.25, gamma: int = 3, **kwargs) -> PruneConfig:
     return PruneConfig(keep_ratio=keep, num_draft_tokens=gamma, verify="loose", **kwargs)
 
 
+@functools.cache
+def tokenizer_for(model_type: str):
+    return tiny.build_processor(model_type).tokenizer
+
+
+def with_tokenizer(target, config, options: dict) -> dict:
+    """Loose calls need ``tokenizer=`` (its special tokens are protected); tests that check the error pass None."""
+    if isinstance(config, PruneConfig) and config.is_loose and "tokenizer" not in options:
+        return {**options, "tokenizer": tokenizer_for(target.config.model_type)}
+    return options
+
+
 def spec(target, draft, inputs, config: PruneConfig, *, owned_strict: bool = False, **options):
     """The call with pruning; asserts which loop and rule ran and that no generation_config changed."""
+    options = with_tokenizer(target, config, options)
     configs = target.generation_config.to_dict(), draft.generation_config.to_dict()
     before = len(LOOP)
     with pytest.MonkeyPatch.context() as patch:
@@ -925,19 +948,32 @@ def test_loose_invariants_fuzz(relax_ratio, loose_rule, loose_top_k, shift_windo
             assert int((row > row[tokens[step]]).sum()) < loose_top_k, f"step {step}: outside the top {loose_top_k}"
 
 
-def test_loose_on_a_prompt_without_video(qwen_processor):
-    """No video tokens: every relevance is 0, so the earliest floor(relax_ratio * n) drafted tokens are relaxed."""
+def test_loose_on_a_prompt_without_video_relaxes_nothing(qwen_processor):
+    """No visual tokens: no drafted token can be told visual or not, so none is relaxed (relax_ratio 1.0 included);
+    without shifts the output is the target's own."""
     target, draft, _ = family("qwen2_5_vl")
     messages = [{"role": "user", "content": [{"type": "text", "text": "Describe the video."}]}]
     inputs = qwen_processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
                                                 return_tensors="pt")
-    out = spec(target, draft, inputs, loose(gamma=4), max_new_tokens=12)
-    stats = last_stats(target)
-    assert out.shape[1] - prompt_length(inputs) == 12
-    assert stats.video_tokens == 0 and stats.relaxed_accepted > 0
-    assert LOOP[-1].video_unit.shape[0] == 0
     ref = target.generate(**inputs, max_new_tokens=12)
-    assert_same_tokens(spec(target, draft, inputs, loose_zero(gamma=4), max_new_tokens=12), ref, "relax 0")
+    out = spec(target, draft, inputs, loose(gamma=4, relax_ratio=1.0), max_new_tokens=12)
+    stats = last_stats(target)
+    assert stats.video_tokens == 0 and stats.relaxed_accepted == 0
+    assert LOOP[-1].visual_unit.shape[0] == 0
+    assert stats.drafted > stats.accepted, "the tiny draft disagrees with the target: there was something to relax"
+    assert_same_tokens(out, ref, "no visual tokens")
+
+
+def test_loose_measures_relevance_against_image_tokens_too(qwen_processor):
+    """An image-only prompt: the image placeholders are the visual anchors, so relaxation happens."""
+    target, draft, _ = family("qwen2_5_vl")
+    image = tiny.make_video(num_frames=1, height=56, width=56, seed=3)[0]
+    inputs = tiny.make_inputs(qwen_processor, image=image, num_videos=0)
+    image_id = FAMILIES["qwen2_5_vl"].image_token_id(target.config)
+    spec(target, draft, inputs, loose(gamma=4, relax_ratio=1.0), max_new_tokens=12)
+    assert LOOP[-1].visual_positions.tolist() == (inputs["input_ids"][0] == image_id).nonzero().flatten().tolist()
+    assert LOOP[-1].visual_unit.shape[0] > 0
+    assert last_stats(target).relaxed_accepted > 0
 
 
 class Scripted(LogitsProcessor):
@@ -949,11 +985,14 @@ class Scripted(LogitsProcessor):
     draft's vocabulary is the smaller one). Scores are raised, never set to -inf, so every token stays allowed.
     """
 
-    def __init__(self, prompt: int, cycle: list[int], draft_override=None, runner_up=None):
+    def __init__(self, prompt: int, cycle: list[int], draft_override=None, runner_up=None, skip_foreign=False):
         self.prompt, self.cycle = prompt, cycle
         self.draft_override, self.runner_up = draft_override, runner_up
+        self.skip_foreign = skip_foreign  # continue from the last cycle word, ignoring inserted foreign words
 
     def successor(self, new: list[int]) -> int:
+        if self.skip_foreign:
+            new = [token for token in new if token in self.cycle]
         if not new or new[-1] not in self.cycle:
             return self.cycle[0]
         return self.cycle[(self.cycle.index(new[-1]) + 1) % len(self.cycle)]
@@ -983,10 +1022,11 @@ def scripted_call(config: PruneConfig, processor: Scripted, max_new_tokens: int 
     return out[0, prompt_length(inputs):].tolist(), last_stats(target)
 
 
-def test_scripted_stutter_is_accepted_by_a_shift_and_counted():
-    """Round 1 drafts [W1, W2, W2, W3] while the target predicts [W1, W2, W3, W3 | W4]: the repeated W2 equals the
-    target's prediction one position earlier and the next drafted token re-synchronises, so shift_window=1 accepts it
-    (and only it); strict and shift_window=0 reject it."""
+def test_scripted_repeated_word_is_accepted_as_an_insertion():
+    """Round 1 drafts [W1, W2, W2, W3] while the target predicts [W1, W2, W3, W3 | W4]: the scripted target ignores
+    the repeat (after W2 W2 it still wants W3), so the second W2 is an inserted word followed by the target's W3, and
+    shift_window=1 accepts it (and only it); strict and shift_window=0 reject it. Rule 4 does not judge whether an
+    insertion reads well: a real target re-synchronising after a stutter is what lets it through."""
     prompt = prompt_length(inputs_for("qwen2_5_vl"))
     stutter = Scripted(prompt, CYCLE, draft_override=lambda new: new[-1] if len(new) == 3 else None)
     shifted, stats = scripted_call(loose(gamma=4, relax_ratio=0.0, shift_window=1), stutter)
@@ -1157,29 +1197,31 @@ def test_loose_respects_protect_tokens_both_ways():
 
 
 def test_loose_tokenizer_special_tokens_and_rule_reach_the_loop():
-    """What the owned loop receives: the config's rule, eos/video/special tokens protected (the tokenizer's too when
-    passed), and the prompt's video positions."""
+    """What the owned loop receives: the config's rule, eos/video/the tokenizer's special tokens and protect_tokens
+    protected, and the prompt's visual positions (here the video placeholders)."""
     model_type = "qwen2_5_vl"
     target, draft, processor = family(model_type)
     inputs = inputs_for(model_type)
     config = loose(relax_ratio=0.4, loose_rule="target_topk", loose_top_k=3, shift_window=2, relevance_top_n=4,
                    protect_tokens=[612, 613])
     tokenizer = processor.tokenizer
-    spec(target, draft, inputs, config, max_new_tokens=4, eos_token_id=[151645, 700])
-    without = LOOP[-1]
-    spec(target, draft, inputs, config, max_new_tokens=4, tokenizer=tokenizer)
-    with_tokenizer = LOOP[-1]
-    for loop_rule in (without, with_tokenizer):
-        the_rule = loop_rule.rule
-        assert (the_rule.relax_ratio, the_rule.loose_rule, the_rule.loose_top_k, the_rule.shift_window) == (
-            0.4, "target_topk", 3, 2)
-        assert loop_rule.relevance_top_n == 4
-        video_id = FAMILIES[model_type].video_token_id(target.config)
-        assert loop_rule.video_positions.tolist() == (inputs["input_ids"][0] == video_id).nonzero().flatten().tolist()
-        assert {612, 613, 151645, video_id} <= the_rule.protected
-    assert 700 in without.rule.protected
-    assert set(tokenizer.all_special_ids) <= with_tokenizer.rule.protected
-    assert not set(tokenizer.all_special_ids) <= without.rule.protected  # e.g. <|im_start|> only from the tokenizer
+    spec(target, draft, inputs, config, max_new_tokens=4, eos_token_id=[151645, 700], tokenizer=tokenizer)
+    loop_rule = LOOP[-1]
+    the_rule = loop_rule.rule
+    assert (the_rule.relax_ratio, the_rule.loose_rule, the_rule.loose_top_k, the_rule.shift_window) == (
+        0.4, "target_topk", 3, 2)
+    assert loop_rule.relevance_top_n == 4
+    video_id = FAMILIES[model_type].video_token_id(target.config)
+    assert loop_rule.visual_positions.tolist() == (inputs["input_ids"][0] == video_id).nonzero().flatten().tolist()
+    assert {612, 613, 151645, 700, video_id} <= the_rule.protected
+    assert set(tokenizer.all_special_ids) <= the_rule.protected  # e.g. <|im_start|>: only the tokenizer knows it
+    assert tokenizer.convert_tokens_to_ids("<|im_start|>") in the_rule.protected
+
+
+def test_loose_needs_the_tokenizer():
+    target, draft, _ = family("qwen2_5_vl")
+    expect_rejected(target, draft, inputs_for("qwen2_5_vl"), r"needs `tokenizer=`.*tokenizer=processor\.tokenizer",
+                    video_pruning=LOOSE, do_sample=False, max_new_tokens=4, tokenizer=None)
 
 
 def test_loose_decisions_do_not_depend_on_output_hidden_states():
@@ -1351,8 +1393,12 @@ def test_relax_ratio_bounds_the_relaxed_tokens_per_round():
 # =====================================================================================================================
 
 
+LOOSE = PruneConfig(verify="loose")
+
+
 def expect_rejected(target, draft, inputs, match, **options):
     """The call raises ValueError matching `match`; no forward of either model ran; both are unchanged."""
+    options = with_tokenizer(target, options.get("video_pruning"), options)
     before_t, before_d = snapshot(target), snapshot(draft)
     forwards = []
     handles = [model.register_forward_pre_hook(lambda *args: forwards.append(1)) for model in {target, draft}]
@@ -1365,9 +1411,6 @@ def expect_rejected(target, draft, inputs, match, **options):
     assert not forwards, f"{len(forwards)} forward(s) ran before the error"
     assert_same_snapshot(before_t, snapshot(target))
     assert_same_snapshot(before_d, snapshot(draft))
-
-
-LOOSE = PruneConfig(verify="loose")
 
 
 @pytest.mark.parametrize(
@@ -1433,3 +1476,151 @@ def test_strict_still_accepts_sampling_and_the_ensemble_weight():
     assert out.shape[1] - prompt_length(inputs) == 4
     out = spec(target, draft, inputs, strict_config(), max_new_tokens=4, assistant_ensemble_weight=0.5)
     assert out.shape[1] - prompt_length(inputs) == 4
+
+
+def test_loose_rejects_synced_gpus_before_decoding():
+    target, draft, _ = family("qwen2_5_vl")
+    expect_rejected(target, draft, inputs_for("qwen2_5_vl"), "synced_gpus", video_pruning=LOOSE, do_sample=False,
+                    max_new_tokens=4, synced_gpus=True)
+
+
+def test_owned_loop_refuses_sampling_for_direct_callers():
+    """integration rejects do_sample for loose calls; the loop itself guards callers that bypass that check."""
+    target, draft, _ = family("qwen2_5_vl")
+    with pytest.raises(ValueError, match="greedy"):
+        spec(target, draft, inputs_for("qwen2_5_vl"), strict_config(), owned_strict=True, do_sample=True,
+             max_new_tokens=4)
+
+
+@pytest.mark.parametrize("gamma, relax_ratio, shift_window, warns", [
+    (4, 0.0, 0, True),  # nothing can be relaxed or shifted
+    (1, 0.7, 1, True),  # floor(0.7) = 0 relaxed, and a one-token block cannot shift
+    (2, 0.3, 0, True),  # floor(0.6) = 0
+    (2, 0.3, 1, False),  # shifts possible
+    (1, 1.0, 0, False),  # floor(1.0) = 1 relaxed
+    (5, 0.7, 1, False),  # the defaults
+])
+def test_loose_warns_when_it_cannot_accept_any_mismatch(gamma, relax_ratio, shift_window, warns):
+    import warnings
+
+    target, draft, _ = family("qwen2_5_vl")
+    config = loose(gamma=gamma, relax_ratio=relax_ratio, shift_window=shift_window)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec(target, draft, inputs_for("qwen2_5_vl"), config, max_new_tokens=2)
+    ours = [w for w in caught if "can never accept a mismatch" in str(w.message)]
+    assert bool(ours) == warns, [str(w.message) for w in caught]
+    if warns:
+        assert ours[0].filename == __file__, "the warning points at the caller's generate() line"
+
+
+# =====================================================================================================================
+# 7. What the rules see end to end
+# =====================================================================================================================
+
+
+def test_relax_ratio_bounds_every_block():
+    """Per verification block (not just in total): at most floor(relax_ratio * n) relaxed positions of n drafted."""
+    target, draft, _ = family("qwen2_vl")
+    inputs = inputs_for("qwen2_vl")
+    blocks = []
+    original = verification.loose_block
+
+    def spy(drafted, target_scores, relaxed, rule_):
+        verdict_ = original(drafted, target_scores, relaxed, rule_)
+        blocks.append((drafted.numel(), int(relaxed.sum()), verdict_.kinds.count(RELAXED)))
+        return verdict_
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(verification, "loose_block", spy)
+        for ratio in (0.3, 0.5, 0.75):
+            blocks.clear()
+            spec(target, draft, inputs, loose(gamma=4, relax_ratio=ratio), max_new_tokens=16)
+            assert blocks and all(mask == math.floor(ratio * n + 1e-9) and used <= mask for n, mask, used in blocks), \
+                (ratio, blocks)
+            assert sum(used for _, _, used in blocks) == last_stats(target).relaxed_accepted
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "llava_onevision"])
+def test_relevance_in_the_loop_equals_a_full_forward(model_type):
+    """The relevance the loop scores (from the cached verification forward and the prefill's video rows) equals an
+    independent uncached forward of the target over the same sequence: cosine of each drafted token's own
+    last-layer state to the video tokens' states, mean of the top relevance_top_n. The relaxed positions follow."""
+    target, draft, _ = family(model_type)
+    target = copy.deepcopy(target)  # the extra forwards below must not touch the shared fixture's state
+    inputs = inputs_for(model_type)
+    config = loose(gamma=4, relax_ratio=0.5, shift_window=1, relevance_top_n=6)
+    candidates, recorded = [], []
+    original_candidates = candidate.PrunedVideoCandidateGenerator.get_candidates
+    original_relevance = verification.visual_relevance
+
+    def record_candidates(self, input_ids, *args, **kwargs):
+        ids, logits = original_candidates(self, input_ids, *args, **kwargs)
+        candidates.append((ids.clone(), ids.shape[1] - input_ids.shape[1]))
+        return ids, logits
+
+    def record_relevance(drafted_hidden, unit, top_n):
+        scores = original_relevance(drafted_hidden, unit, top_n)
+        recorded.append(scores.clone())
+        return scores
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(candidate.PrunedVideoCandidateGenerator, "get_candidates", record_candidates)
+        patch.setattr(verification, "visual_relevance", record_relevance)
+        spec(target, draft, inputs, config, max_new_tokens=12)
+    blocks = [(ids, n) for ids, n in candidates if n > 0]
+    assert len(blocks) == len(recorded) >= 2
+    video_id = FAMILIES[model_type].video_token_id(target.config)
+    video = (inputs["input_ids"][0] == video_id).nonzero().flatten()
+    extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    for (ids, n), scores in zip(blocks, recorded):
+        grown = dict(extra)
+        for key in ("mm_token_type_ids", "token_type_ids"):
+            if key in grown:
+                grown[key] = torch.cat([grown[key], grown[key].new_zeros(1, ids.shape[1] - grown[key].shape[1])], 1)
+        if hasattr(target.model, "rope_deltas"):
+            target.model.rope_deltas = None
+        with torch.no_grad():
+            full = target(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True,
+                          **grown).hidden_states[-1][0]
+        expected = original_relevance(full[-n:], verification.normalised_rows(full[video]), 6)
+        torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-4)
+        if (expected.sort().values.diff().abs() > 1e-3).all():  # no near-tie: the same positions are relaxed
+            assert torch.equal(relaxed_positions(scores, 0.5), relaxed_positions(expected, 0.5))
+
+
+def test_owned_loop_output_attentions_with_an_eager_target():
+    """output_attentions through our loop: the same per-step structure, shapes and values as stock generate."""
+    model_type = "llava_onevision"
+    target, _ = tiny.build_tiny_pair(model_type, seed=0, attn_implementation="eager")
+    inputs = inputs_for(model_type)
+    options = dict(max_new_tokens=6, return_dict_in_generate=True, output_attentions=True, output_hidden_states=True)
+    ref = target.generate(**inputs, **options)
+    for config, owned in ((strict_config(1.0, 3), True), (loose_zero(1.0, 3), False)):
+        out = spec(target, target, inputs, config, owned_strict=owned, **options)
+        assert_same_tokens(out.sequences, ref.sequences)
+        for name in ("attentions", "hidden_states"):
+            ours, stock = getattr(out, name), getattr(ref, name)
+            assert len(ours) == len(stock) == 6, name
+            for step, (a_layers, b_layers) in enumerate(zip(ours, stock)):
+                assert len(a_layers) == len(b_layers), (name, step)
+                for a, b in zip(a_layers, b_layers):
+                    assert a is not None and a.shape == b.shape, (name, step)
+                    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_scripted_insertion_is_accepted_by_a_shift():
+    """The draft inserts a foreign word X before W3; the scripted target ignores foreign words (it continues the
+    cycle from the last cycle word), so after X it still wants W3, which the draft gives next: shift_window=1
+    accepts X as an insertion and the block goes on; strict and shift_window=0 reject X."""
+    prompt = prompt_length(inputs_for("qwen2_5_vl"))
+    foreign = 650
+    insert = Scripted(prompt, CYCLE, draft_override=lambda new: foreign if new == CYCLE[:2] else None,
+                      skip_foreign=True)
+    shifted, stats = scripted_call(loose(gamma=4, relax_ratio=0.0, shift_window=1), insert)
+    assert shifted == CYCLE[:2] + [foreign] + CYCLE[2:9]
+    assert (stats.shift_accepted, stats.relaxed_accepted) == (1, 0)
+    for config in (loose(gamma=4, relax_ratio=0.0, shift_window=0), strict_config(gamma=4)):
+        tokens, stats = scripted_call(config, insert)
+        assert tokens == CYCLE[:10], config.verify
+        assert stats.shift_accepted == 0

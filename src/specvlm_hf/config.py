@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -12,6 +13,7 @@ from .pruning import SCORERS
 POSITION_MODES = ("original", "compact")
 VERIFY_MODES = ("strict", "loose")
 LOOSE_RULES = ("any", "target_topk")
+LOOSE_ONLY_FIELDS = ("relax_ratio", "relevance_top_n", "loose_rule", "loose_top_k", "shift_window", "protect_tokens")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,15 @@ class PruneConfig:
         _check_int("loose_top_k", self.loose_top_k, minimum=1)
         _check_int("shift_window", self.shift_window, minimum=0)
         object.__setattr__(self, "protect_tokens", _normalise_token_ids(self.protect_tokens))
+        ignored = [f.name for f in fields(self) if f.name in LOOSE_ONLY_FIELDS and getattr(self, f.name) != f.default]
+        if ignored and not self.is_loose:
+            warnings.warn(
+                f"PruneConfig: {', '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to verify='loose' "
+                f"only and {'is' if len(ignored) == 1 else 'are'} ignored with verify={self.verify!r}. Pass "
+                "verify='loose' or leave them out.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     @property
     def is_loose(self) -> bool:

@@ -100,6 +100,9 @@ def assisted_decoding(
     """
     if synced_gpus:
         raise ValueError("verify='loose' runs on one process: synced_gpus (DeepSpeed ZeRO-3 / FSDP) is not supported.")
+    if generation_config.do_sample:
+        # integration rejects it before decoding; this guards direct callers (the loop implements greedy only).
+        raise ValueError("the owned assisted-decoding loop is greedy: do_sample=True is not supported.")
     if not model_kwargs.get("use_cache"):
         raise ValueError("speculative decoding requires `use_cache=True`.")
     verification = verification if verification is not None else StrictVerification()

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +31,10 @@ import torch
 import transformers
 from packaging.version import Version
 from transformers import GenerationConfig, StaticCache
+from transformers.distributed.fsdp import is_fsdp_managed_module
+from transformers.distributed.utils import _get_torch_distributed_world_size
 from transformers.generation.utils import GenerationMixin
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 from . import decoding
 from .candidate import PrunedVideoCandidateGenerator
@@ -71,9 +76,11 @@ class _Call:
         if not self.prune_config.is_loose:
             return StrictVerification()
         protected = protected_token_ids(self.target, generation_config, tokenizer)
-        video_positions = (input_ids[0] == self.family.video_token_id(self.target.config)).nonzero().squeeze(1)
+        placeholders = [self.family.video_token_id(self.target.config), self.family.image_token_id(self.target.config)]
+        visual = torch.isin(input_ids[0], torch.tensor([i for i in placeholders if i is not None],
+                                                       device=input_ids.device))
         return LooseVerification(LooseRule.from_config(self.prune_config, protected),
-                                 self.prune_config.relevance_top_n, video_positions)
+                                 self.prune_config.relevance_top_n, visual.nonzero().squeeze(1))
 
     def close(self) -> None:
         if self.generator is not None:
@@ -215,7 +222,7 @@ def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) 
 
     _reject_unsupported_options(target, prune_config, named)
     if prune_config.is_loose:
-        _reject_loose_options(target, named)
+        _reject_loose_options(target, prune_config, named)
     _reject_assistant_schedule(draft, prune_config)
 
     input_ids = named.get("input_ids", named.get("inputs"))
@@ -326,7 +333,22 @@ def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) 
         )
 
 
-def _reject_loose_options(target, named: dict) -> None:
+def _reject_loose_options(target, prune_config: PruneConfig, named: dict) -> None:
+    if named.get("tokenizer") is None:
+        raise ValueError(
+            "PruneConfig(verify='loose') needs `tokenizer=` (e.g. tokenizer=processor.tokenizer): the loose rule must "
+            "never relax the tokenizer's special and control tokens (<|im_start|>, ...), and only the tokenizer "
+            "knows them. Pass tokenizer= to generate."
+        )
+    synced_gpus = named.get("synced_gpus")
+    if synced_gpus is None:  # generate()'s own default (ZeRO-3 / FSDP across several processes)
+        synced_gpus = (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(target)) \
+            and _get_torch_distributed_world_size() > 1
+    if synced_gpus:
+        raise ValueError(
+            "PruneConfig(verify='loose') runs on one process: synced_gpus (DeepSpeed ZeRO-3 / FSDP across several "
+            "processes) is not supported. Use verify='strict' or run the models unsharded."
+        )
     if _effective_option(target, named, "do_sample"):
         raise ValueError(
             "PruneConfig(verify='loose') is defined for greedy decoding only (how to relax a sampled token is not). "
@@ -337,6 +359,17 @@ def _reject_loose_options(target, named: dict) -> None:
         raise ValueError(
             "`assistant_ensemble_weight` cannot be combined with PruneConfig(verify='loose'): the loose rule decides "
             "acceptance itself. Remove `assistant_ensemble_weight`."
+        )
+    gamma = prune_config.num_draft_tokens
+    if math.floor(prune_config.relax_ratio * gamma + 1e-9) == 0 and (prune_config.shift_window == 0 or gamma == 1):
+        warnings.warn(
+            f"PruneConfig(verify='loose') with num_draft_tokens={gamma}, relax_ratio={prune_config.relax_ratio:g} and "
+            f"shift_window={prune_config.shift_window} can never accept a mismatch (floor(relax_ratio x "
+            f"num_draft_tokens) = 0 tokens are relaxed per round, and a shift needs at least two drafted tokens): "
+            "the output equals verify='strict', which runs faster on the stock loop. Raise relax_ratio or "
+            "num_draft_tokens.",
+            UserWarning,
+            stacklevel=4,
         )
 
 

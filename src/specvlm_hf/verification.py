@@ -12,9 +12,17 @@ Loose rule (README "Loose verification"), for each drafted position in order:
    processor forbids it): rejected.
 3. Relaxed position (the ``floor(relax_ratio * n)`` least visually relevant drafted tokens of the block) and the
    loose rule agrees (``any``; or ``target_topk``: ``d_i`` within row i's top ``loose_top_k``): accepted.
-4. ``d_i == t_j`` for some ``j != i`` with ``|i - j| <= shift_window`` in the block, and the next
-   ``min(shift_window, n - 1 - i)`` (at least one) drafted tokens equal their own ``t`` exactly: accepted (shift).
+4. Position shift: the target's token ``t_i`` is drafted a little later, ``t_i == d_j`` for some
+   ``i < j <= i + shift_window``, and the next ``min(shift_window, n - 1 - i)`` (at least one) drafted tokens equal
+   their own ``t`` exactly (re-synchronisation): ``d_i`` is accepted as an inserted word (or the first of two swapped
+   words). Why this direction: every row of a block is conditioned on the *drafted* prefix, so comparing ``d_i``
+   with another row's ``t_j`` can only find a token the block already contains (a stutter); whether the target's
+   own next word shows up in the draft shortly after is what tells an insertion or a swap apart from an error.
 5. Otherwise acceptance stops here and the bonus token is ``t_i``.
+
+The relevance that picks the relaxed positions is measured against the prompt's visual tokens (video and image
+placeholders). A prompt without any has no visual anchor to measure against, so nothing is relaxed there (rule 3 is
+off; rules 1, 2 and 4 apply).
 """
 
 from __future__ import annotations
@@ -54,10 +62,10 @@ def normalised_rows(hidden: torch.Tensor) -> torch.Tensor:
 
 
 def visual_relevance(drafted_hidden: torch.Tensor, video_unit: torch.Tensor, top_n: int) -> torch.Tensor:
-    """Per drafted token: the mean of its top-`top_n` cosine similarities to the video tokens.
+    """Per drafted token: the mean of its top-`top_n` cosine similarities to the visual (video/image) tokens.
 
     `drafted_hidden` is ``(n, d)`` (target last-layer hidden states at the drafted positions), `video_unit` is
-    ``(V, d)`` already normalised (`normalised_rows`). Cost O(n x V x d). Without video tokens every score is 0.
+    ``(V, d)`` already normalised (`normalised_rows`). Cost O(n x V x d). Without visual tokens every score is 0.
     """
     n = drafted_hidden.shape[0]
     if video_unit.shape[0] == 0 or n == 0:
@@ -139,10 +147,8 @@ def _loose_rule_accepts(scores: torch.Tensor, token: int, rule: LooseRule) -> bo
 
 
 def _shift_accepts(i: int, draft: list[int], predictions: list[int], window: int, n: int) -> bool:
-    if window == 0:
-        return False
-    nearby = predictions[max(0, i - window) : i] + predictions[i + 1 : min(n, i + window) + 1]
-    if draft[i] not in nearby:
+    """Rule 4: the target's token at i is drafted within the next `window` positions, and the draft re-synchronises."""
+    if window == 0 or predictions[i] not in draft[i + 1 : i + 1 + window]:
         return False
     following = min(window, n - 1 - i)
     # Re-synchronisation: with nothing after it in the block there is no evidence the sequence is back on track.
@@ -167,29 +173,33 @@ class StrictVerification:
 class LooseVerification:
     """LVSpec: exact on visual anchors, relaxed on the least visually relevant drafted tokens, shift tolerant.
 
-    `video_positions` index the prompt's video placeholders; their last-layer hidden states are kept (normalised)
-    from the target's prefill.
+    `visual_positions` index the prompt's video and image placeholders; their last-layer hidden states are kept
+    (normalised) from the target's prefill. Without any, no drafted token is relaxed (module docstring).
     """
 
     needs_hidden_states = True
 
-    def __init__(self, rule: LooseRule, relevance_top_n: int, video_positions: torch.Tensor) -> None:
+    def __init__(self, rule: LooseRule, relevance_top_n: int, visual_positions: torch.Tensor) -> None:
         self.rule = rule
         self.relevance_top_n = relevance_top_n
-        self.video_positions = video_positions
-        self.video_unit: torch.Tensor | None = None
+        self.visual_positions = visual_positions
+        self.visual_unit: torch.Tensor | None = None
 
     def observe_prefill(self, hidden: torch.Tensor | None) -> None:
         """`hidden`: the prefill's last-layer hidden states ``(1, L, d)``."""
-        self.video_unit = normalised_rows(hidden[0, self.video_positions.to(hidden.device)])
+        self.visual_unit = normalised_rows(hidden[0, self.visual_positions.to(hidden.device)])
 
     def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None) -> BlockVerdict:
         """`hidden`: the verification forward's last-layer hidden states, whose last n rows are the drafted tokens."""
         n = drafted.numel()
         if n == 0:
             return strict_block(drafted, target_scores)
-        relevance = visual_relevance(hidden[0, -n:], self.video_unit, self.relevance_top_n)
-        return loose_block(drafted, target_scores, relaxed_positions(relevance, self.rule.relax_ratio), self.rule)
+        if self.visual_unit.shape[0] == 0:
+            relaxed = torch.zeros(n, dtype=torch.bool)
+        else:
+            relevance = visual_relevance(hidden[0, -n:], self.visual_unit, self.relevance_top_n)
+            relaxed = relaxed_positions(relevance, self.rule.relax_ratio)
+        return loose_block(drafted, target_scores, relaxed, self.rule)
 
 
 # -- protected tokens -------------------------------------------------------------------------------------------------
@@ -232,11 +242,12 @@ def _as_ids(value: Any) -> set[int]:
 def word_token_ids(tokenizer: Any, words: Iterable[str]) -> list[int]:
     """Token ids of `words` as they appear in running text, for ``PruneConfig(protect_tokens=...)``.
 
-    Each word is encoded bare, after a space and capitalised (``"not"``, ``" not"``, ``"Not"``, ``" Not"``). A variant
-    that is one token contributes it. A longer variant contributes its first token only when that token already spells
-    at least two characters of the word (it commits to the word); a bare word boundary (``"Ġ"``, ``"▁"``) or a single
-    letter would protect every word that starts with it, so it contributes nothing. A variant the tokenizer does not
-    know (its unk token) contributes nothing.
+    Each word is encoded bare, after a space and capitalised (``"not"``, ``" not"``, ``"Not"``, ``" Not"``), and every
+    token of every variant is protected, so that no piece of the word can be relaxed away (``" isn't"`` may be
+    ``" isn"`` + ``"'t"``; protecting only the first piece would let the draft drop the ``"'t"``). Pieces other words
+    share (``" with"`` of ``" without"``) become protected there too, which only makes verification stricter.
+    Whitespace-only pieces (a bare ``"Ġ"``/``"▁"`` boundary) and the tokenizer's unk token are skipped: they belong
+    to no word.
     """
     ids: set[int] = set()
     unknown = getattr(tokenizer, "unk_token_id", None)
@@ -245,15 +256,7 @@ def word_token_ids(tokenizer: Any, words: Iterable[str]) -> list[int]:
             raise ValueError(f"word_token_ids needs non-empty strings, got {word!r}.")
         word = word.strip()
         for variant in {word, " " + word, word.capitalize(), " " + word.capitalize()}:
-            encoded = tokenizer.encode(variant, add_special_tokens=False)
-            if not encoded or encoded[0] == unknown:  # a word-level vocabulary may not know the capitalised form
-                continue
-            if len(encoded) == 1 or _commits_to_word(tokenizer.decode(encoded[:1]), word):
-                ids.add(int(encoded[0]))
+            for token in tokenizer.encode(variant, add_special_tokens=False):
+                if token != unknown and tokenizer.decode([token]).strip():
+                    ids.add(int(token))
     return sorted(ids)
-
-
-def _commits_to_word(piece: str, word: str) -> bool:
-    """Whether a word's first sub-word token spells at least two of its characters (not just a boundary or letter)."""
-    piece = piece.strip().lower()
-    return len(piece) >= 2 and word.lower().startswith(piece)

@@ -191,9 +191,12 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     # The loose rows run on the main row set only, at the first keep ratio with the verifier scorer.
     loose_methods = build_loose_methods(args.keep[0], args.relax_ratios, args.shift_windows, args.loose_rule) \
         if loose else []
-    settings = RunSettings(args.max_new_tokens, args.num_draft_tokens, attention=not args.no_attention)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    settings = RunSettings(args.max_new_tokens, args.num_draft_tokens, attention=not args.no_attention,
+                           tokenizer=tokenizer)
     main_settings = RunSettings(args.max_new_tokens, args.num_draft_tokens, attention=not args.no_attention,
-                                diagnostics_keep=args.keep[0] if loose and not args.no_loose_diagnostics else None)
+                                diagnostics_keep=args.keep[0] if loose and not args.no_loose_diagnostics else None,
+                                tokenizer=tokenizer)
     names = [m.name for m in [*methods, *loose_methods] if m.name != AR_PREFILL]
 
     row_sets = [("main", args.samples, args.frames)]

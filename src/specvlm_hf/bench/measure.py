@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import torch
 
@@ -67,7 +68,7 @@ def decode_step_ms(
 @torch.inference_mode()
 def strict_rejections(
     target: torch.nn.Module, draft: torch.nn.Module, inputs: dict[str, torch.Tensor], keep: float, gamma: int,
-    max_new_tokens: int,
+    max_new_tokens: int, tokenizer: Any,
 ) -> dict:
     """Every rejected draft of the strict rule on one input: ``[[output index, target token, drafted token], ...]``.
 
@@ -93,7 +94,7 @@ def strict_rejections(
     LooseVerification.verify = recording
     try:
         output = target.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens, assistant_model=draft,
-                                 video_pruning=config)
+                                 video_pruning=config, tokenizer=tokenizer)
     finally:
         LooseVerification.verify = original
     tokens = output[0, prompt:].tolist()

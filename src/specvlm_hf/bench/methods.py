@@ -166,8 +166,9 @@ def run_method(
     inputs: dict[str, torch.Tensor],
     max_new_tokens: int,
     gamma: int,
+    tokenizer: Any = None,
 ) -> Run:
-    """Run `method` once on `inputs` (greedy, batch 1)."""
+    """Run `method` once on `inputs` (greedy, batch 1). Loose methods need the `tokenizer` (its special tokens)."""
     if method.name == AR_PREFILL:
         tokens, seconds = timed_generate(target, inputs, max_new_tokens=1)
         return Run(tokens, seconds)
@@ -180,10 +181,11 @@ def run_method(
         return Run(tokens, seconds, target_forwards=forwards[0])
     loose = {"verify": "loose", "relax_ratio": method.relax_ratio, "shift_window": method.shift_window,
              "loose_rule": method.loose_rule} if method.is_loose else {}
+    extra = {"tokenizer": tokenizer} if method.is_loose else {}
     config = specvlm_hf.PruneConfig(keep_ratio=method.keep, scorer=method.scorer, num_draft_tokens=gamma,
                                     stage1_max_share=method.stage1_max_share, **loose)
     assistant = target if method.self_spec else draft
     tokens, seconds = timed_generate(
-        target, inputs, max_new_tokens=max_new_tokens, assistant_model=assistant, video_pruning=config
+        target, inputs, max_new_tokens=max_new_tokens, assistant_model=assistant, video_pruning=config, **extra
     )
     return Run(tokens, seconds, stats=specvlm_hf.last_stats(target).to_dict())

@@ -22,6 +22,7 @@ class RunSettings:
     gamma: int
     attention: bool = True  # measure the verifier attention concentration per sample (one extra target prefill)
     diagnostics_keep: float | None = None  # LVSpec diagnostics at this keep (strict rejections, relevance of AR)
+    tokenizer: Any = None  # passed to loose calls as generate(tokenizer=...): their special tokens are never relaxed
 
 
 @dataclass
@@ -72,7 +73,8 @@ def run_sample(
         if method.name in result.errors:
             continue
         try:
-            runs[method.name] = run_method(method, target, draft, item.inputs, settings.max_new_tokens, settings.gamma)
+            runs[method.name] = run_method(method, target, draft, item.inputs, settings.max_new_tokens, settings.gamma,
+                                           settings.tokenizer)
         except Exception as error:  # only stock may fail: it rejects some pairs, and its blind draft may
             if method.kind != "stock":  # propose placeholder ids. Our methods failing is a bug: raise it.
                 raise
@@ -144,7 +146,7 @@ def run_set(
 def lvspec_diagnostics(target, draft, item: BenchInput, settings: RunSettings, ar_tokens: list[int]) -> dict:
     """Strict rejections at the diagnostics keep, and the visual relevance of every AR token (measure.py)."""
     rejected = strict_rejections(target, draft, item.inputs, settings.diagnostics_keep, settings.gamma,
-                                 settings.max_new_tokens)
+                                 settings.max_new_tokens, settings.tokenizer)
     relevance = generated_relevance(target, item.inputs, ar_tokens)
     return {"rejections": rejected["rejections"], "matches_ar": rejected["tokens"] == ar_tokens,
             "accept_histogram": rejected["accept_histogram"], "relevance_own": relevance["own"],
