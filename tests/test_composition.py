@@ -833,16 +833,19 @@ def test_output_attentions_and_hidden_states(attn):
 
 
 def test_use_cache_false_is_a_clear_error():
-    """Rejected by the stock assisted loop, i.e. after generate prepared the target's inputs: the draft never ran and
-    the capture was never armed, but the target's rope_deltas is what stock generate left (not compared)."""
+    """Rejected before decoding (also from a passed GenerationConfig): no forward of either model, no state changed."""
     target, draft = warm("qwen2_5_vl")
     calls = []
-    handle = draft.register_forward_pre_hook(lambda *args: calls.append(1))
+    handles = [model.register_forward_pre_hook(lambda *args: calls.append(1)) for model in (target, draft)]
     try:
-        expect_error(target, draft, inputs_for("qwen2_5_vl"), ValueError, "use_cache", skip=("rope_deltas",),
+        expect_error(target, draft, inputs_for("qwen2_5_vl"), ValueError, "needs use_cache=True",
                      assistant_model=draft, video_pruning=DEFAULT, max_new_tokens=4, use_cache=False)
+        expect_error(target, draft, inputs_for("qwen2_5_vl"), ValueError, "needs use_cache=True",
+                     assistant_model=draft, video_pruning=DEFAULT,
+                     generation_config=GenerationConfig(max_new_tokens=4, use_cache=False))
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     assert not calls
 
 

@@ -46,17 +46,19 @@ class PruneConfig:
         relax_ratio: share of each verification block's drafted tokens (the least visually relevant,
             ``floor(relax_ratio * n)`` of the n drafted) that are relaxed; in [0, 1].
         relevance_top_n: a drafted token's visual relevance is the mean of its top-``relevance_top_n`` cosine
-            similarities to the video tokens (target last-layer hidden states); >= 1.
+            similarities to the visual (video and image) tokens (target last-layer hidden states); >= 1. A prompt
+            without visual tokens relaxes nothing.
         loose_rule: at a relaxed mismatch, ``"any"`` accepts the drafted token; ``"target_topk"`` accepts it only if it
             is among the target's top ``loose_top_k`` tokens there. Either way never a token the target's logits
             processors forbid (score -inf).
         loose_top_k: k of ``"target_topk"``; >= 1.
-        shift_window: a mismatched drafted token equal to the target's prediction at most this many positions away
-            in the block is accepted if the next ``min(shift_window, remaining)`` (at least one) drafted tokens match
-            exactly (re-synchronisation). 0 disables it; >= 0.
+        shift_window: a mismatched drafted token is accepted as an inserted (or swapped) word when the target's
+            token at that position is drafted at most this many positions later and the next
+            ``min(shift_window, remaining)`` (at least one) drafted tokens match exactly (re-synchronisation).
+            0 disables it; >= 0.
         protect_tokens: token ids never relaxed or shifted (e.g. negations: see `word_token_ids`), in addition to
-            eos/bos/pad, the model config's special token ids and the tokenizer's special tokens when
-            ``tokenizer=`` is passed to ``generate``.
+            eos/bos/pad, the model config's special token ids and the special tokens of the tokenizer that loose
+            calls must pass as ``generate(..., tokenizer=...)``.
     """
 
     keep_ratio: float = 0.1

@@ -299,6 +299,11 @@ def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) 
             "kernels return no attention weights, which the assisted-decoding loop cannot split). Load the target "
             "with attn_implementation='eager' or remove `output_attentions`."
         )
+    if _effective_option(target, named, "use_cache") is False:
+        raise ValueError(
+            "`video_pruning` (speculative decoding) needs use_cache=True: rejected drafts are rolled back in the "
+            "target's cache. Remove use_cache=False."
+        )
     if (num_beams := _effective_option(target, named, "num_beams")) not in (None, 1):
         raise ValueError(f"`video_pruning` supports num_beams=1 (speculative decoding), got num_beams={num_beams}.")
     cache = named.get("past_key_values")

@@ -264,8 +264,8 @@ def loose_section(results: dict[str, Any]) -> str:
     return f"""## Loose verification (LVSpec)
 
 `PruneConfig(verify="loose")` is **lossy by design**: the least visually relevant drafted tokens of each block may
-differ from the target's choice (`relax_ratio`), and a draft that is one or two positions early or late may be
-accepted (`shift_window`). The loose rows run on the main row set ({videos} videos) at keep {cfg['keep'][0]:g} with
+differ from the target's choice (`relax_ratio`), and a drafted word inserted before the target's word (or swapped
+with it) may be accepted when the draft re-synchronises (`shift_window`). The loose rows run on the main row set ({videos} videos) at keep {cfg['keep'][0]:g} with
 the verifier scorer, so their strict twin is `{strict}` (same pruning, same draft); other loose settings at their
 defaults (`relevance_top_n`=10, `loose_top_k`=5). They do not count as mismatches, except relax 0 / shift 0, which
 must equal strict and AR exactly: {exact}.
