@@ -47,6 +47,11 @@ class FamilySpec:
         value = getattr(config, self.image_token_attr, None)
         return None if value is None else int(value)
 
+    def visual_token_ids(self, config: Any) -> list[int]:
+        """The placeholder ids of everything the model sees: the video's and, if the family has them, the image's."""
+        image = self.image_token_id(config)
+        return [self.video_token_id(config)] + ([] if image is None else [image])
+
     @property
     def raw_inputs(self) -> tuple[str, ...]:
         return self.video_inputs + self.image_inputs

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from .capture import check_capture_supported
 from .config import PruneConfig
 from .families import FamilySpec, check_draft_compatible
 from .stats import SpecStats, record_last_stats
-from .verification import LooseRule, LooseVerification, StrictVerification, protected_token_ids
+from .verification import LooseRule, LooseVerification, StrictVerification, protected_token_ids, relaxed_count
 
 TESTED_TRANSFORMERS = (Version("5.23"), Version("5.24"))  # [low, high)
 
@@ -76,8 +75,7 @@ class _Call:
         if not self.prune_config.is_loose:
             return StrictVerification()
         protected = protected_token_ids(self.target, generation_config, tokenizer)
-        placeholders = [self.family.video_token_id(self.target.config), self.family.image_token_id(self.target.config)]
-        visual = torch.isin(input_ids[0], torch.tensor([i for i in placeholders if i is not None],
+        visual = torch.isin(input_ids[0], torch.tensor(self.family.visual_token_ids(self.target.config),
                                                        device=input_ids.device))
         return LooseVerification(LooseRule.from_config(self.prune_config, protected),
                                  self.prune_config.relevance_top_n, visual.nonzero().squeeze(1))
@@ -366,7 +364,7 @@ def _reject_loose_options(target, prune_config: PruneConfig, named: dict) -> Non
             "acceptance itself. Remove `assistant_ensemble_weight`."
         )
     gamma = prune_config.num_draft_tokens
-    if math.floor(prune_config.relax_ratio * gamma + 1e-9) == 0 and (prune_config.shift_window == 0 or gamma == 1):
+    if relaxed_count(prune_config.relax_ratio, gamma) == 0 and (prune_config.shift_window == 0 or gamma == 1):
         warnings.warn(
             f"PruneConfig(verify='loose') with num_draft_tokens={gamma}, relax_ratio={prune_config.relax_ratio:g} and "
             f"shift_window={prune_config.shift_window} can never accept a mismatch (floor(relax_ratio x "

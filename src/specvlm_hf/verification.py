@@ -74,11 +74,16 @@ def visual_relevance(drafted_hidden: torch.Tensor, video_unit: torch.Tensor, top
     return similarity.topk(min(top_n, video_unit.shape[0]), dim=-1).values.mean(dim=-1)
 
 
+def relaxed_count(relax_ratio: float, n: int) -> int:
+    """``floor(relax_ratio * n)``: how many of a block's n drafted tokens are relaxed."""
+    # The epsilon keeps e.g. 0.58 * 50 (= 28.999999999999996 in floating point) at 29.
+    return min(n, math.floor(relax_ratio * n + 1e-9))
+
+
 def relaxed_positions(relevance: torch.Tensor, relax_ratio: float) -> torch.Tensor:
     """Bool mask of the ``floor(relax_ratio * n)`` least relevant drafted tokens (ties: the earlier one first)."""
     n = relevance.numel()
-    # The epsilon keeps e.g. 0.58 * 50 (= 28.999999999999996 in floating point) at 29.
-    count = min(n, math.floor(relax_ratio * n + 1e-9))
+    count = relaxed_count(relax_ratio, n)
     mask = torch.zeros(n, dtype=torch.bool, device=relevance.device)
     if count:
         mask[torch.sort(relevance, stable=True).indices[:count]] = True
