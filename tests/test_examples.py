@@ -180,6 +180,16 @@ def readme_code(heading: str) -> str:
     return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
 
 
+def test_readme_links_to_its_own_sections_resolve():
+    text = README.read_text()
+    headings = re.findall(r"^#+ (.+)$", text, re.M)
+    slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}  # GitHub's anchors
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert links and not [link for link in links if link not in slugs]
+    for path in re.findall(r"\]\(((?:docs|examples|benchmarks|weights)/[^)#]+)\)", text):
+        assert (ROOT / path).exists(), path
+
+
 def substituted(code: str, replacements: dict[str, str]) -> str:
     for old, new in replacements.items():
         assert old in code, f"the README code no longer contains {old!r}: update this test with it"

@@ -2,7 +2,7 @@
 
 Run from a clone of the repository, the defaults benchmark the trained testbed pair in weights/ on synthetic videos:
 
-    specvlm-bench --samples 10 --mid-frames 0 --long-frames 0 --verify strict --no-attention --out bench-quick
+    specvlm-bench --samples 10 --mid-frames 0 --long-frames 0 --verify strict --no-attention
                                                             # a quick run: 1-2 minutes on a CPU
     specvlm-bench --out benchmarks --analysis benchmarks/analysis.md   # the committed run (make bench), ~26 min
     specvlm-bench --target Qwen/Qwen2.5-VL-7B-Instruct --draft Qwen/Qwen2.5-VL-3B-Instruct --videos clips/ \\
