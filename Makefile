@@ -35,9 +35,12 @@ testbed: venv
 bench: venv
 	$(PY) -m specvlm_hf.bench --out benchmarks --analysis benchmarks/analysis.md
 
+# sdist + wheel in dist/ (MANIFEST.in: the sdist carries the tests, examples, docs and weights), checked by twine.
 build: venv
-	$(PIP) install --quiet build
+	$(PIP) install --quiet build twine
+	rm -rf dist
 	$(PY) -m build
+	$(PY) -m twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) dist build src/*.egg-info

@@ -2,13 +2,18 @@
 
 Random weights say nothing about acceptance or speed; this checks that the CLI runs every method, writes the JSON
 schema, the report and the plots, and that a speculative output differing from AR is caught and fails the run (but
-not a lossy loose row's). Also the caption fact parser and the fidelity/diagnostic helpers on hand-written data.
+not a lossy loose row's). The command line itself: --help, sources that cannot load failing at once, no plots without
+matplotlib. Also the caption fact parser and the fidelity/diagnostic helpers on hand-written data.
 """
 
 from __future__ import annotations
 
 import json
+import types
+import warnings
+from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 
@@ -16,8 +21,7 @@ from specvlm_hf.bench import __main__ as cli
 from specvlm_hf.bench import methods, summary
 from specvlm_hf.testbed.synthetic import caption_facts, fact_score
 
-# The loose sweep's relax 0 / shift 0 row is strict on purpose; its "can never accept a mismatch" warning is expected.
-pytestmark = pytest.mark.filterwarnings("ignore:PruneConfig\\(verify='loose'\\) with num_draft_tokens")
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = ["--samples", "2", "--frames", "2", "--max-new-tokens", "6", "--keep", "0.5",
         "--scorers", "verifier,uniform,random,topk", "--num-draft-tokens", "3", "--threads", "1"]
@@ -105,8 +109,12 @@ LOOSE_ROWS = {"loose-r0-w0", "loose-r0-w1", "loose-r0.7-w0", "loose-r0.7-w1", "l
 
 def test_loose_rows_fidelity_and_report_only(model_dirs, tmp_path):
     out = tmp_path / "out"
-    code = cli.main([*model_dirs, *TINY, *LOOSE, "--out", str(out)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = cli.main([*model_dirs, *TINY, *LOOSE, "--out", str(out)])
     assert code == 0
+    # The relax 0 / shift 0 row and the diagnostics replay are strict on purpose: their warning is ours to silence.
+    assert not [w for w in caught if "can never accept a mismatch" in str(w.message)]
     results = json.loads((out / "results.json").read_text())
     assert LOOSE_ROWS <= set(results["methods"])
     main = results["sets"]["main"]
@@ -183,6 +191,89 @@ def test_report_only_without_loose_rows(model_dirs, tmp_path):
     report = (again / "RESULTS.md").read_text()
     assert "Loose verification" not in report and not (again / "loose_fidelity_vs_speedup.png").exists()
     assert "T4" not in {t["id"] for t in json.loads((again / "results.json").read_text())["targets"]}
+
+
+# -- the command line -------------------------------------------------------------------------------------------------
+
+
+def test_help_names_the_console_script_and_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # as printed, without the terminal-width line breaks
+    assert text.startswith("usage: specvlm-bench ")
+    assert "(default: 300)" in text and "(default: 0.1,0.25,0.5)" in text and "(default: bench-results)" in text
+    assert "specvlm-bench --samples 10 " in text  # the quick-run example
+
+
+def test_out_does_not_default_into_the_committed_benchmarks(model_dirs):
+    assert cli.parse_args(model_dirs).out == Path("bench-results")
+    bench_target = (ROOT / "Makefile").read_text().split("\nbench:", 1)[1].split("\n\n", 1)[0]
+    assert "--out benchmarks" in bench_target  # make bench still writes the committed run
+
+
+def _source_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.splitlines()[-1]
+
+
+def test_sources_that_cannot_load_fail_at_once_with_a_hint(model_dirs, tmp_path, monkeypatch, capsys):
+    asked = []
+
+    def unreachable(name, timeout=None):
+        asked.append((name, timeout))
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.chdir(tmp_path)  # outside the repository: no weights/ here
+    monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    draft = model_dirs[2:]
+    message = _source_error(["--target", "nobody/no-such-model", *draft], capsys)
+    assert "--target nobody/no-such-model: no such directory, and the Hugging Face Hub is unreachable" in message
+    assert asked == [("nobody/no-such-model", 10)]  # one request with a timeout, no retries
+
+    def not_found(name, timeout=None):
+        response = types.SimpleNamespace(headers={}, request=None)
+        raise huggingface_hub.errors.RepositoryNotFoundError("404", response=response)
+
+    monkeypatch.setattr(huggingface_hub, "model_info", not_found)
+    assert "no such model on the Hugging Face Hub" in _source_error(["--target", "nobody/typo", *draft], capsys)
+    message = _source_error(["--draft", "weights/testbed-draft", *model_dirs[:2]], capsys)
+    assert "the default testbed pair is in the repository's weights/" in message
+    assert "not a Hugging Face Hub id" in _source_error(["--target", "./no/such/dir", *draft], capsys)
+    (tmp_path / "empty").mkdir()
+    assert "has no config.json" in _source_error(["--target", str(tmp_path / "empty"), *draft], capsys)
+    message = _source_error([*model_dirs, "--videos", str(tmp_path / "no-clips")], capsys)
+    assert "--videos" in message and "not a folder of video files" in message
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub, "model_info", None)  # offline: the Hub must not be asked at all
+    message = _source_error(["--target", "nobody/no-such-model", *draft], capsys)
+    assert "not in the local Hugging Face cache (HF_HUB_OFFLINE is set" in message
+
+
+def test_without_matplotlib_the_plots_are_skipped_with_a_message_before_the_run(model_dirs, tmp_path, monkeypatch,
+                                                                                capsys):
+    monkeypatch.setattr(cli, "matplotlib_available", lambda: False)
+
+    def run(args, command):
+        raise RuntimeError("stop: the run would start here")
+
+    monkeypatch.setattr(cli, "run", run)
+    with pytest.raises(RuntimeError, match="stop"):
+        cli.main([*model_dirs, "--out", str(tmp_path / "unused")])
+    assert "matplotlib is not installed: the plots will be skipped" in capsys.readouterr().err
+
+    committed = ROOT / "benchmarks" / "results.json"
+    if not committed.is_file():
+        pytest.skip("benchmarks/results.json is not present")
+    out = tmp_path / "out"
+    assert cli.main(["--report-only", str(committed), "--out", str(out)]) == 0
+    assert not list(out.glob("*.png"))
+    report = (out / "RESULTS.md").read_text()
+    assert ".png)" not in report and "(plot skipped: matplotlib is not installed)" in report
 
 
 # -- the caption fact parser and the fidelity helpers (no models) -------------------------------------------------------

@@ -1,20 +1,30 @@
-"""``python -m specvlm_hf.bench``: every decoding method on the same videos, every output checked against AR.
+"""specvlm-bench (or python -m specvlm_hf.bench): every decoding method on the same videos, every output checked.
 
-    python -m specvlm_hf.bench --out benchmarks                  # the default testbed benchmark (make bench)
-    python -m specvlm_hf.bench --target Qwen/Qwen2.5-VL-7B-Instruct --draft Qwen/Qwen2.5-VL-3B-Instruct \\
-        --videos clips/ --frames 16 --device cuda --dtype bfloat16 --samples 50 --long-frames 0 --out my_results
+Run from a clone of the repository, the defaults benchmark the trained testbed pair in weights/ on synthetic videos:
 
-Writes ``<out>/results.json`` (every raw number), ``<out>/RESULTS.md`` and ``<out>/*.png``. Exits non-zero if any
-lossless speculative output differs from the target-alone (AR) output. The loose (LVSpec) rows are lossy by design
-and are measured for fidelity instead, except relax 0 / shift 0, which must equal AR like every strict row.
+    specvlm-bench --samples 10 --mid-frames 0 --long-frames 0 --verify strict --no-attention
+                                                            # a quick run: 1-2 minutes on a CPU
+    specvlm-bench --out benchmarks --analysis benchmarks/analysis.md   # the committed run (make bench), ~26 min
+    specvlm-bench --target Qwen/Qwen2.5-VL-7B-Instruct --draft Qwen/Qwen2.5-VL-3B-Instruct --videos clips/ \\
+        --prompt "Describe the video." --frames 16 --device cuda --dtype bfloat16 --samples 50 --long-frames 0 \\
+        --mid-frames 0 --out my_results
+
+Writes <out>/results.json (every raw number), <out>/RESULTS.md and <out>/*.png (the plots need matplotlib, in the
+`bench` extra). Exits with 1 if any lossless speculative output differs from the target-alone (AR) output. The loose
+(LVSpec) rows are lossy by design and are measured for fidelity instead, except relax 0 / shift 0, which must equal
+AR like every strict row.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib.util
 import json
+import re
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +39,9 @@ from .runner import RunSettings, SetResult, annotate_captions, run_set, set_thre
 SCHEMA_VERSION = 1
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_PROMPT = "describe the video ."  # a testbed prompt; pass --prompt for real checkpoints
+# Warnings our own rows trigger on purpose: the loose relax 0 / shift 0 row (and the diagnostics replay) is strict by
+# design, which PruneConfig(verify="loose") warns about on every call.
+EXPECTED_WARNINGS = (r"PruneConfig\(verify='loose'\) with num_draft_tokens=\d+, relax_ratio=0 and shift_window=0 ",)
 
 
 def _floats(text: str) -> list[float]:
@@ -72,22 +85,38 @@ def _windows(text: str) -> list[int]:
     return values
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default in --help (lists as they are typed: comma-separated), the module docstring as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:  # unset options and flags: nothing to show
+            return action.help
+        return super()._get_help_string(action)
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        if isinstance(action.default, list):
+            action = copy.copy(action)
+            action.default = ",".join(str(value) for value in action.default)
+        return super()._expand_help(action)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line (the issue's options plus the row-set, seed and environment knobs)."""
-    p = argparse.ArgumentParser(prog="python -m specvlm_hf.bench", description=__doc__.splitlines()[0])
+    """The command line: models, videos, the row sets, the loose sweep, seed and environment knobs."""
+    p = argparse.ArgumentParser(prog="specvlm-bench", description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--target", default="weights/testbed-target", help="target: local dir or hub id")
     p.add_argument("--draft", default="weights/testbed-draft", help="draft: local dir or hub id")
     p.add_argument("--videos", default="testbed", help="'testbed' (synthetic, with captions) or a folder of videos")
     p.add_argument("--frames", type=int, default=8, help="frames per video (testbed 8 = 144 video tokens)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per video, at most")
     p.add_argument("--keep", type=_floats, default=[0.1, 0.25, 0.5], help="keep ratios of pruned SD, e.g. 0.1,0.5")
-    p.add_argument("--scorers", type=_names, default=["verifier", "uniform", "random", "topk"])
+    p.add_argument("--scorers", type=_names, default=["verifier", "uniform", "random", "topk"],
+                   help="PruneConfig.scorer values of the pruned rows")
     p.add_argument("--stage1-max-share", type=_floats, default=[0.5], dest="stage1_caps",
                    help="also run the verifier scorer with Stage I capped at these shares of the budget "
                         "(PruneConfig.stage1_max_share; the paper's 1.0 is the plain `verifier`)")
     p.add_argument("--num-draft-tokens", type=int, default=5, help="gamma: drafted tokens per round")
     p.add_argument("--verify", type=_verify_modes, default=["strict", "loose"],
-                   help="'strict' = the lossless rows only; 'strict,loose' (default) adds LVSpec's lossy loose rows "
+                   help="'strict' = the lossless rows only; 'strict,loose' adds LVSpec's lossy loose rows "
                         "(main row set, first keep ratio, verifier scorer; the strict rows always run as their "
                         "reference)")
     p.add_argument("--relax-ratios", type=_ratios, default=[0.0, 0.3, 0.5, 0.7, 0.9],
@@ -102,13 +131,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mid-frames", type=int, default=16,
                    help="frames of an optional middle row set (another point of speedup vs video tokens; 0 = none)")
     p.add_argument("--long-samples", type=int, default=60, help="videos in the long (and middle) row set")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="where both models run, e.g. cuda")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                   help="float32 by default: fp16/bf16 can flip near-tie argmaxes between verification and AR")
-    p.add_argument("--out", type=Path, default=Path("benchmarks"))
+                   help="fp16/bf16 can flip near-tie argmaxes between verification and AR: mismatches in "
+                        "float32 only are bugs")
+    p.add_argument("--out", type=Path, default=Path("bench-results"),
+                   help="output directory (the repository's committed run is in benchmarks/: make bench)")
     p.add_argument("--seed", type=int, default=0, help="selects the testbed videos")
     p.add_argument("--threads", type=int, default=1, help="torch threads (tiny models run fastest on one)")
-    p.add_argument("--processor", default=None, help="processor dir/hub id or 'testbed' (default: testbed's for testbed videos, else the target's)")
+    p.add_argument("--processor", default=None,
+                   help="processor dir/hub id or 'testbed' (unset: testbed's for testbed videos, else the target's)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="the question asked about folder videos")
     p.add_argument("--no-stock", action="store_true", help="skip stock HF assisted generation")
     p.add_argument("--no-self", action="store_true", help="skip self-speculation")
@@ -118,7 +150,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a hand-written markdown file inserted after the evidence table (why a claim does not hold)")
     p.add_argument("--report-only", type=Path, default=None, metavar="RESULTS_JSON",
                    help="rewrite RESULTS.md and the plots in --out from an existing results.json; run nothing")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.report_only is None:
+        check_sources(args, p)
+    return args
+
+
+def check_sources(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Fail at once, with a hint, on a model or video source that cannot be loaded (before minutes of loading;
+    for an unreachable hub id transformers would otherwise retry the Hub for ~30 s)."""
+    sources = [("--target", args.target), ("--draft", args.draft)]
+    if args.processor not in (None, "testbed"):
+        sources.append(("--processor", args.processor))
+    for flag, name in sources:
+        problem = model_source_problem(name)
+        if problem and name == parser.get_default(flag.lstrip("-")):
+            problem += " (the default testbed pair is in the repository's weights/: run from the root of a clone)"
+        if problem:
+            parser.error(f"{flag} {name}: {problem}")
+    if args.videos != "testbed" and not Path(args.videos).is_dir():
+        parser.error(f"--videos {args.videos}: not a folder of video files (or 'testbed' for synthetic videos)")
+
+
+def model_source_problem(name: str) -> str | None:
+    """Why `name` (a local model dir or a hub id) cannot be loaded, with the fix; None if it can."""
+    path = Path(name)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return None
+        return "this directory has no config.json (a model saved with save_pretrained() is expected)"
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except HFValidationError:
+        return "no such directory, and not a Hugging Face Hub id (owner/name) either"
+    if constants.HF_HUB_OFFLINE:
+        return None if cached else ("no such directory, and not in the local Hugging Face cache (HF_HUB_OFFLINE is "
+                                    "set, so the Hub is not asked): pass a model directory or download it first")
+    try:
+        model_info(name, timeout=10)
+    except RepositoryNotFoundError:
+        return "no such directory, and no such model on the Hugging Face Hub (or it is private: log in first)"
+    except Exception as error:  # network errors: one attempt, no retries
+        if cached:
+            return (f"the Hugging Face Hub is unreachable ({error}); the model is in the local cache: set "
+                    "HF_HUB_OFFLINE=1 to use it without the network")
+        return (f"no such directory, and the Hugging Face Hub is unreachable ({error}): pass a model directory, or "
+                "run where the Hub is reachable")
+    return None
 
 
 def load_model(name: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
@@ -206,10 +287,13 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     sets = {}
     for set_name, count, frames in row_sets:
         items = [to_device(i, target.device, dtype) for i in load_inputs(args, processor, video_token_id, count, frames)]
-        if set_name == "main":
-            result = run_set(set_name, items, [*methods, *loose_methods], target, draft, main_settings)
-        else:
-            result = run_set(set_name, items, methods, target, draft, settings)
+        with warnings.catch_warnings():
+            for message in EXPECTED_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=UserWarning)
+            if set_name == "main":
+                result = run_set(set_name, items, [*methods, *loose_methods], target, draft, main_settings)
+            else:
+                result = run_set(set_name, items, methods, target, draft, settings)
         annotate_captions(result, getattr(processor, "tokenizer", processor))
         sets[set_name] = set_json(result)
 
@@ -243,12 +327,20 @@ def rounded(value: Any, digits: int = 6) -> Any:
     return value
 
 
-def write_outputs(results: dict[str, Any], out: Path) -> None:
-    """results.json (compact: one line), RESULTS.md and the plots."""
+def write_outputs(results: dict[str, Any], out: Path, plots: bool = True) -> None:
+    """results.json (compact: one line), RESULTS.md and (with `plots`) the plots."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(rounded(results), separators=(",", ":")) + "\n")
-    report.write_plots(results, out)
-    (out / "RESULTS.md").write_text(report.render_markdown(results))
+    markdown = report.render_markdown(results)
+    if plots:
+        report.write_plots(results, out)
+    else:  # no links to images that were not drawn
+        markdown = re.sub(r"!\[[^\]]*\]\([^)]*\.png\)", "(plot skipped: matplotlib is not installed)", markdown)
+    (out / "RESULTS.md").write_text(markdown)
+
+
+def matplotlib_available() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     lossy loose rows never count, the loose relax 0 / shift 0 row does)."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    plots = matplotlib_available()
+    if not plots:  # said before the run, not as a crash after it
+        print("matplotlib is not installed: the plots will be skipped (pip install 'specvlm-hf[bench]' adds it).",
+              file=sys.stderr)
     if args.report_only is not None:
         results = json.loads(args.report_only.read_text())
         if args.note is not None:
@@ -265,10 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args, "python -m specvlm_hf.bench " + " ".join(argv))
     if args.analysis is not None:
         results["analysis"] = args.analysis.read_text()
-    write_outputs(finalise(results), args.out)
+    write_outputs(finalise(results), args.out, plots=plots)
     for row in results["claims"] + results["targets"]:
         print(f"[{row['id']}] {row['verdict']:>13}: {row['evidence']}")
-    print(f"wrote {args.out / 'RESULTS.md'}, {args.out / 'results.json'} and the plots")
+    print(f"wrote {args.out / 'RESULTS.md'}, {args.out / 'results.json'}{' and the plots' if plots else ''}")
     if results["mismatches"]:
         print(f"\nFAILED: {len(results['mismatches'])} speculative output(s) differ from AR (see results.json "
               f"'mismatches').", file=sys.stderr)
