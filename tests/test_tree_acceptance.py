@@ -61,7 +61,8 @@ def test_greedy_matches_the_brute_force_oracle(tree, data):
         choices.append(tree.tokens[data.draw(st.sampled_from(children))] if hit else data.draw(st.integers(0, 15)))
     noise = torch.rand(len(tree) + 1, vocab, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 99))))
     scores = noise + 5.0 * torch.nn.functional.one_hot(torch.tensor(choices), vocab)
-    stops = set(data.draw(st.lists(st.integers(0, 15), max_size=3)))
+    # stop tokens drawn among the target's choices (every accepted token is one), so accepted paths often cross one
+    stops = set(data.draw(st.lists(st.sampled_from(choices), max_size=2)))
     verdict = greedy_accept(tree, scores, is_stop=lambda t: t in stops)
     path, bonus = _oracle_greedy(tree, choices, stops)
     assert verdict.path == path and verdict.bonus == bonus
@@ -75,6 +76,8 @@ def test_greedy_on_a_chain_is_the_longest_matching_prefix():
         tree.add_nodes([parent], [token])
     scores = torch.nn.functional.one_hot(torch.tensor([5, 6, 3, 9]), 10).float()
     assert greedy_accept(tree, scores) == TreeVerdict([0, 1], [5, 6], 3)
+    assert greedy_accept(tree, scores, is_stop=lambda t: t == 5) == TreeVerdict([0], [5], None)  # no bonus
+    assert greedy_accept(tree, scores, is_stop=lambda t: t == 3) == TreeVerdict([0, 1], [5, 6], 3)  # bonus stops
     with pytest.raises(ValueError, match="one row for the root and one per node"):
         greedy_accept(tree, scores[:3])
 

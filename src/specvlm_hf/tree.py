@@ -30,6 +30,7 @@ take no tree mask at all (:func:`check_tree_attention`).
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -289,7 +290,7 @@ class StaticTreeShape:
     def depth(self) -> int:
         return len(self.paths[-1])
 
-    @property
+    @functools.cached_property
     def parents(self) -> tuple[int, ...]:
         index = {path: i for i, path in enumerate(self.paths)}
         return tuple(index[path[:-1]] if len(path) > 1 else ROOT for path in self.paths)
