@@ -119,7 +119,7 @@ TEMPLATE_SHA256 = {  # of the template strings as read (see chat_templates.py fo
     "qwen3_vl": "3636d0f0bd6bef02654cdffdc447b79cb2cef8ab02cc75267345946291a489e4",
     "llava_next_video": "fe19699853f9ccc1b24126143c527bbc3d0b3cf75ae9a26fbc315be69ad4caf0",  # reconstructed
 }
-FAMILY_TYPES = sorted(tiny.FAMILIES)
+FAMILY_TYPES = sorted(tiny.TINY_FAMILIES)
 QWEN_TYPES = [t for t in FAMILY_TYPES if t.startswith("qwen")]
 
 
@@ -227,7 +227,7 @@ def test_tokenizer_has_real_special_ids(processor, model_type):
 
 
 def test_tokenizer_round_trips_and_splits_like_qwen():
-    tok = tiny.build_tokenizer()
+    tok = tiny.build_tiny_tokenizer()
     text = "<|im_start|>user\nDescribe the video.<|im_end|>\n<|im_start|>assistant\nA rare wörd, 42!"
     ids = tok(text)["input_ids"]
     assert tok.decode(ids) == text  # byte-level: any text, no unknown tokens
@@ -236,14 +236,16 @@ def test_tokenizer_round_trips_and_splits_like_qwen():
     assert pieces == ["<|im_start|>", "system", "Ċ", *words, "<|im_end|>"]
     assert tok.convert_tokens_to_ids(["Ċ", "Ġ", "."]) == [198, 220, 13]  # byte tokens sit at Qwen2's real ids
     tok.padding_side = "right"
-    assert tiny.build_tokenizer().padding_side == "left"  # every call returns a fresh, unshared tokenizer
+    assert tiny.build_tiny_tokenizer().padding_side == "left"  # every call returns a fresh, unshared tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-    assert tiny._QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
+    from specvlm_hf.testbed.tiny.tokenizer import _QWEN2_PRETOKENIZE_REGEX
+
+    assert _QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
 
 
 def test_llama_tokenizer_round_trips_and_keeps_the_real_ids():
-    tok = tiny.build_tokenizer("llava_next_video")
+    tok = tiny.build_tiny_tokenizer("llava_next_video")
     assert type(tok).__name__ == "LlamaTokenizer" and tok.padding_side == "left"
     text = "USER: <video>\nWhat is shown in this video? ASSISTANT:"
     ids = tok(text)["input_ids"]
@@ -290,7 +292,7 @@ def test_llama_tokenizer_round_trips_and_keeps_the_real_ids():
     ]
     rare = "A rare wörld, 42!"
     assert tok.decode(tok(rare)["input_ids"][1:]) == rare
-    assert tiny.build_tokenizer("llava_next_video").padding_side == "left"
+    assert tiny.build_tiny_tokenizer("llava_next_video").padding_side == "left"
 
 
 def test_models_carry_real_ids_vocab_and_geometry(pair, model_type):
@@ -368,7 +370,7 @@ def test_unknown_family_is_a_clear_error():
 def test_emittable_ids_are_shared_words():
     ids = tiny.emittable_token_ids("words", 151936)
     assert int(ids.max()) < 151643  # no special / placeholder ids, and every id exists in every draft vocab
-    tok = tiny.build_tokenizer()
+    tok = tiny.build_tiny_tokenizer()
     assert all(t.startswith("Ġ") or t in (".", ",") for t in tok.convert_ids_to_tokens(ids.tolist()))
     assert all(len(tok(" " + w)["input_ids"]) == 1 for w in tok.decode(ids).split() if w.isalpha())
     with pytest.raises(ValueError, match="emit"):
@@ -378,7 +380,7 @@ def test_emittable_ids_are_shared_words():
 def test_llama_emittable_ids_are_shared_words():
     ids = tiny.emittable_token_ids("words", 32003, "llava_next_video")
     assert int(ids.max()) < 32000 and int(ids.min()) > 258  # no special / byte / placeholder ids
-    tok = tiny.build_tokenizer("llava_next_video")
+    tok = tiny.build_tiny_tokenizer("llava_next_video")
     assert all(t.startswith("▁") or t in (".", ",") for t in tok.convert_ids_to_tokens(ids.tolist()))
     words = [w for w in tok.decode(ids).split() if w.isalpha()]
     assert len(words) == len(ids) - 2 and all(  # every id but "." and "," is one whole word
