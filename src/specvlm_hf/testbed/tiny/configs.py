@@ -7,6 +7,7 @@ builds the family's real processor class around the local tokenizer. :mod:`.tabl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,9 +23,9 @@ def _qwen_mrope_section(head_dim: int) -> list[int]:
     return [2 * unit, 3 * unit, 3 * unit]
 
 
-def _qwen_text_config(spec: TinyFamily, arch: TinyArch, vocab_size: int) -> dict[str, Any]:
-    """Text-model kwargs shared by Qwen2-VL and Qwen2.5-VL (real values where a size is not involved)."""
-    head_dim = arch.text_hidden // arch.text_heads
+def _text_config(spec: TinyFamily, arch: TinyArch, vocab_size: int, **family_kwargs: Any) -> dict[str, Any]:
+    """Text-model kwargs every family sets alike: the sizes of `arch`, the context length and bos / eos of `spec`
+    (all SiLU MLPs), plus the family's own `family_kwargs` (norm epsilon, rope, pad id, ...)."""
     return dict(
         vocab_size=vocab_size,
         hidden_size=arch.text_hidden,
@@ -34,6 +35,19 @@ def _qwen_text_config(spec: TinyFamily, arch: TinyArch, vocab_size: int) -> dict
         num_key_value_heads=arch.text_kv_heads,
         hidden_act="silu",
         max_position_embeddings=spec.max_position_embeddings,
+        bos_token_id=spec.bos_token_id,
+        eos_token_id=spec.eos_token_id,
+        **family_kwargs,
+    )
+
+
+def _qwen_text_config(spec: TinyFamily, arch: TinyArch, vocab_size: int) -> dict[str, Any]:
+    """Text-model kwargs shared by Qwen2-VL and Qwen2.5-VL (real values where a size is not involved)."""
+    head_dim = arch.text_hidden // arch.text_heads
+    return _text_config(
+        spec,
+        arch,
+        vocab_size,
         rms_norm_eps=1e-6,
         use_sliding_window=False,
         sliding_window=32768,
@@ -43,9 +57,22 @@ def _qwen_text_config(spec: TinyFamily, arch: TinyArch, vocab_size: int) -> dict
             "rope_theta": 1000000.0,
             "mrope_section": _qwen_mrope_section(head_dim),
         },
-        bos_token_id=spec.bos_token_id,
-        eos_token_id=spec.eos_token_id,
         pad_token_id=spec.pad_token_id,
+    )
+
+
+def _qwen_vision_config(spec: TinyFamily, arch: TinyArch, **family_kwargs: Any) -> dict[str, Any]:
+    """Vision-tower kwargs of Qwen2.5-VL and Qwen3-VL: `arch`'s tower sizes, the merger projecting to the text width,
+    the real geometry of `spec`, plus the family's own `family_kwargs` (activation, window / deepstack blocks)."""
+    return dict(
+        depth=arch.vision_depth,
+        hidden_size=arch.vision_hidden,
+        intermediate_size=arch.vision_intermediate,
+        num_heads=arch.vision_heads,
+        in_channels=3,
+        out_hidden_size=arch.text_hidden,
+        **family_kwargs,
+        **spec.vision_geometry,
     )
 
 
@@ -54,16 +81,8 @@ def qwen2_5_vl_config(spec: TinyFamily, arch: TinyArch, vocab_size: int) -> Any:
 
     return Qwen2_5_VLConfig(
         text_config=_qwen_text_config(spec, arch, vocab_size),
-        vision_config=dict(
-            depth=arch.vision_depth,
-            hidden_size=arch.vision_hidden,
-            hidden_act="silu",
-            intermediate_size=arch.vision_intermediate,
-            num_heads=arch.vision_heads,
-            in_channels=3,
-            out_hidden_size=arch.text_hidden,
-            fullatt_block_indexes=list(arch.vision_fullatt_blocks),
-            **spec.vision_geometry,
+        vision_config=_qwen_vision_config(
+            spec, arch, hidden_act="silu", fullatt_block_indexes=list(arch.vision_fullatt_blocks)
         ),
         # Untied even for the draft (the real 3B ties its embeddings): the lm_head rows are shaped for large logit
         # margins and zeroed outside the emittable ids, which would wreck the input embeddings if tied.
@@ -110,27 +129,40 @@ def _qwen_image_video_processors(spec: TinyFamily, min_pixels: int, max_pixels: 
     return Qwen2VLImageProcessor(**common), Qwen2VLVideoProcessor(**common, cap_pixels_per_frame=True)
 
 
-def qwen2_5_vl_processor(spec: TinyFamily, tokenizer: Any, min_pixels: int, max_pixels: int) -> Any:
-    from transformers import Qwen2_5_VLProcessor
+def _qwen_processor(processor_class: str) -> Callable[[TinyFamily, Any, int, int], Any]:
+    """The factory of a Qwen2-VL-style processor (``Qwen2VLProcessor``, ``Qwen2_5_VLProcessor``): the family's real
+    class around the Qwen2-VL image and video processors."""
 
-    image_processor, video_processor = _qwen_image_video_processors(spec, min_pixels, max_pixels)
-    return Qwen2_5_VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=video_processor,
-        chat_template=spec.chat_template,
-    )
+    def make_processor(spec: TinyFamily, tokenizer: Any, min_pixels: int, max_pixels: int) -> Any:
+        import transformers
+
+        image_processor, video_processor = _qwen_image_video_processors(spec, min_pixels, max_pixels)
+        return getattr(transformers, processor_class)(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=video_processor,
+            chat_template=spec.chat_template,
+        )
+
+    return make_processor
 
 
-def qwen2_vl_processor(spec: TinyFamily, tokenizer: Any, min_pixels: int, max_pixels: int) -> Any:
-    from transformers import Qwen2VLProcessor
+qwen2_5_vl_processor = _qwen_processor("Qwen2_5_VLProcessor")
+qwen2_vl_processor = _qwen_processor("Qwen2VLProcessor")
 
-    image_processor, video_processor = _qwen_image_video_processors(spec, min_pixels, max_pixels)
-    return Qwen2VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=video_processor,
-        chat_template=spec.chat_template,
+
+def _llava_tower_config(spec: TinyFamily, arch: TinyArch, *, model_type: str, **tower_kwargs: Any) -> dict[str, Any]:
+    """Vision-tower kwargs of the LLaVA families (a SigLIP / CLIP-style tower of `model_type`): `arch`'s sizes, the
+    real patch size and the (tiny) square input size of `spec`, plus the tower's own `tower_kwargs`."""
+    return dict(
+        model_type=model_type,
+        hidden_size=arch.vision_hidden,
+        intermediate_size=arch.vision_intermediate,
+        num_hidden_layers=arch.vision_depth,
+        num_attention_heads=arch.vision_heads,
+        image_size=spec.vision_geometry["image_size"],
+        patch_size=spec.vision_geometry["patch_size"],
+        **tower_kwargs,
     )
 
 
@@ -144,31 +176,17 @@ def llava_onevision_config(spec: TinyFamily, arch: TinyArch, vocab_size: int) ->
 
     geo = spec.vision_geometry
     return LlavaOnevisionConfig(
-        text_config=dict(
+        text_config=_text_config(
+            spec,
+            arch,
+            vocab_size,
             model_type="qwen2",  # Qwen2-Instruct: 1-D RoPE, theta 1e6
-            vocab_size=vocab_size,
-            hidden_size=arch.text_hidden,
-            intermediate_size=arch.text_intermediate,
-            num_hidden_layers=arch.text_layers,
-            num_attention_heads=arch.text_heads,
-            num_key_value_heads=arch.text_kv_heads,
-            hidden_act="silu",
-            max_position_embeddings=spec.max_position_embeddings,
             rms_norm_eps=1e-6,
             use_sliding_window=False,
             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-            bos_token_id=spec.bos_token_id,
-            eos_token_id=spec.eos_token_id,
         ),
-        vision_config=dict(
-            model_type="siglip_vision_model",
-            hidden_size=arch.vision_hidden,
-            intermediate_size=arch.vision_intermediate,
-            num_hidden_layers=arch.vision_depth,
-            num_attention_heads=arch.vision_heads,
-            image_size=geo["image_size"],
-            patch_size=geo["patch_size"],
-            vision_use_head=False,  # as converted: no pooling head
+        vision_config=_llava_tower_config(
+            spec, arch, model_type="siglip_vision_model", vision_use_head=False  # as converted: no pooling head
         ),
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
@@ -212,16 +230,11 @@ def qwen3_vl_config(spec: TinyFamily, arch: TinyArch, vocab_size: int) -> Any:
     from transformers import Qwen3VLConfig
 
     return Qwen3VLConfig(
-        text_config=dict(
-            vocab_size=vocab_size,
-            hidden_size=arch.text_hidden,
-            intermediate_size=arch.text_intermediate,
-            num_hidden_layers=arch.text_layers,
-            num_attention_heads=arch.text_heads,
-            num_key_value_heads=arch.text_kv_heads,
+        text_config=_text_config(
+            spec,
+            arch,
+            vocab_size,
             head_dim=arch.head_dim,
-            hidden_act="silu",
-            max_position_embeddings=spec.max_position_embeddings,
             rms_norm_eps=1e-6,
             attention_bias=False,
             rope_parameters={
@@ -230,21 +243,14 @@ def qwen3_vl_config(spec: TinyFamily, arch: TinyArch, vocab_size: int) -> Any:
                 "mrope_section": _qwen3_mrope_section(arch.head_dim),
                 "mrope_interleaved": True,
             },
-            bos_token_id=spec.bos_token_id,
-            eos_token_id=spec.eos_token_id,
             pad_token_id=spec.pad_token_id,
         ),
-        vision_config=dict(
-            depth=arch.vision_depth,
-            hidden_size=arch.vision_hidden,
+        vision_config=_qwen_vision_config(
+            spec,
+            arch,
             hidden_act="gelu_pytorch_tanh",
-            intermediate_size=arch.vision_intermediate,
-            num_heads=arch.vision_heads,
-            in_channels=3,
-            out_hidden_size=arch.text_hidden,
             num_position_embeddings=2304,  # real: a 48x48 learned grid, bilinearly interpolated to each frame
             deepstack_visual_indexes=list(arch.vision_deepstack_blocks),
-            **spec.vision_geometry,
         ),
         tie_word_embeddings=False,  # the real 2B/4B tie; see qwen2_5_vl_config
         **spec.config_token_ids,
@@ -291,34 +297,23 @@ def llava_next_video_config(spec: TinyFamily, arch: TinyArch, vocab_size: int) -
     geo = spec.vision_geometry
     tokens_per_side = geo["image_size"] // geo["patch_size"] // geo["spatial_pool_stride"]
     return LlavaNextVideoConfig(
-        text_config=dict(
+        text_config=_text_config(
+            spec,
+            arch,
+            vocab_size,
             model_type="llama",  # Vicuna-7B-v1.5
-            vocab_size=vocab_size,
-            hidden_size=arch.text_hidden,
-            intermediate_size=arch.text_intermediate,
-            num_hidden_layers=arch.text_layers,
-            num_attention_heads=arch.text_heads,
-            num_key_value_heads=arch.text_kv_heads,
-            hidden_act="silu",
-            max_position_embeddings=spec.max_position_embeddings,
             rms_norm_eps=1e-5,
             rope_parameters={"rope_type": "linear", "factor": 2.5, "rope_theta": 10000.0},
             attention_bias=False,
             mlp_bias=False,
-            bos_token_id=spec.bos_token_id,
-            eos_token_id=spec.eos_token_id,
             pad_token_id=spec.pad_token_id,
         ),
-        vision_config=dict(
+        vision_config=_llava_tower_config(
+            spec,
+            arch,
             # CLIP ViT-L/14-336 as in the checkpoint; "dinov2" (which always interpolates its position embeddings) takes
             # frames of another size than image_size, which CLIP refuses.
             model_type=geo["vision_model_type"],
-            hidden_size=arch.vision_hidden,
-            intermediate_size=arch.vision_intermediate,
-            num_hidden_layers=arch.vision_depth,
-            num_attention_heads=arch.vision_heads,
-            image_size=geo["image_size"],
-            patch_size=geo["patch_size"],
             hidden_act="quick_gelu",
             layer_norm_eps=1e-5,
             projection_dim=arch.vision_hidden,

@@ -150,30 +150,12 @@ def build_tiny_pair(
     seeded with ``seed + 1`` so the two are unrelated random models. ``vision_geometry`` overrides apply to both.
     """
     pair = tiny_family(model_type).pair(shape)
-    target = build_tiny_model(
-        model_type,
-        "target",
-        shape=shape,
-        vocab_size=target_vocab or pair.target_vocab,
-        seed=seed,
-        num_layers=target_layers,
-        hidden=target_hidden,
-        attn_implementation=attn_implementation,
-        emit=emit,
-        logit_std=logit_std,
+    shared = dict(
+        shape=shape, attn_implementation=attn_implementation, emit=emit, logit_std=logit_std,
         vision_geometry=vision_geometry,
-    )
-    draft = build_tiny_model(
-        model_type,
-        "draft",
-        shape=shape,
-        vocab_size=draft_vocab or pair.draft_vocab,
-        seed=seed + 1,
-        num_layers=draft_layers,
-        hidden=draft_hidden,
-        attn_implementation=attn_implementation,
-        emit=emit,
-        logit_std=logit_std,
-        vision_geometry=vision_geometry,
-    )
+    )  # fmt: skip
+    target = build_tiny_model(model_type, "target", vocab_size=target_vocab or pair.target_vocab, seed=seed,
+                              num_layers=target_layers, hidden=target_hidden, **shared)  # fmt: skip
+    draft = build_tiny_model(model_type, "draft", vocab_size=draft_vocab or pair.draft_vocab, seed=seed + 1,
+                             num_layers=draft_layers, hidden=draft_hidden, **shared)  # fmt: skip
     return target, draft

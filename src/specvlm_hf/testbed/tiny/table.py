@@ -57,9 +57,7 @@ QWEN2_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
 # special tokens by transformers' convert_llava_onevision_weights_to_hf.py; config.json image_token_index 151646,
 # video_token_index 151647.
 LLAVA_ONEVISION_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = (
-    (151643, "<|endoftext|>", True),
-    (151644, "<|im_start|>", True),
-    (151645, "<|im_end|>", True),
+    *QWEN2_ADDED_TOKENS[:3],  # <|endoftext|>, <|im_start|>, <|im_end|>
     (151646, "<image>", True),
     (151647, "<video>", True),
 )
@@ -419,7 +417,7 @@ def _qwen3_vl_spec() -> TinyFamily:
         },
         make_config=configs.qwen3_vl_config,
         make_processor=configs.qwen3_vl_processor,
-        # Videos: these bound the whole clip (see _qwen3_vl_processor): at least 4 frames of 128^2, so a 4x56x56 clip
+        # Videos: these bound the whole clip (see configs.qwen3_vl_processor): at least 4 frames of 128^2, so a 4x56x56 clip
         # is upscaled to 128 px (8x8 patches: 16 tokens per 2 frames, 32 in all); with cap_pixels_per_frame the cap
         # is >= 1.05 * min_pixels per frame, so frames up to ~260 px keep their size. Images: per-image bounds
         # (a 56x84 image becomes 224x320: 70 tokens). Real: 4096 .. 25165824 (video), 65536 .. 16777216 (image).
@@ -430,7 +428,7 @@ def _qwen3_vl_spec() -> TinyFamily:
             "vision_end 151653, text bos 151643 / eos 151645, vocab 151936, head_dim 128, rope_theta 5e6, mrope "
             "[24, 20, 20] interleaved, max_position_embeddings 262144; vision patch 16, merge 2, temporal patch 2, "
             "num_position_embeddings 2304, gelu_pytorch_tanh, deepstack [5, 11, 17] (4B) / [8, 16, 24] (8B); "
-            "preprocessor / video_preprocessor_config.json: see _qwen3_vl_processor; chat_template.json: see "
+            "preprocessor / video_preprocessor_config.json: see configs.qwen3_vl_processor; chat_template.json: see "
             "chat_templates.py"
         ),
     )
