@@ -50,7 +50,7 @@ def rotate(cases: list[str], per: int) -> list[tuple[str, str]]:
 
 @functools.cache
 def family(model_type: str):
-    """(target, draft, processor), built once per family (a family missing from tiny.FAMILIES raises here)."""
+    """(target, draft, processor), built once per family (a family missing from tiny.TINY_FAMILIES raises here)."""
     target, draft = tiny.build_tiny_pair(model_type, seed=0)
     return target, draft, tiny.build_processor(model_type)
 

@@ -1,7 +1,8 @@
 """Fast checks of the tiny-model fixtures (specvlm_hf.testbed.tiny): real ids, vocab sizes and templates, real
 processors around the local tokenizer, placeholder counts, and deterministic, margin-robust greedy generation.
 
-The expected values below are restated from the real checkpoints, not read from the module under test."""
+The expected values below are restated from the real checkpoints (here and in tests/real_checkpoints.py, with
+sources), not read from the module under test; both pair shapes ("contrast", "real") are checked against them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from real_checkpoints import CHECKPOINTS, REAL_PAIRS
 
 from specvlm_hf.testbed import tiny
 from specvlm_hf.testbed.chat_templates import (
@@ -119,7 +121,7 @@ TEMPLATE_SHA256 = {  # of the template strings as read (see chat_templates.py fo
     "qwen3_vl": "3636d0f0bd6bef02654cdffdc447b79cb2cef8ab02cc75267345946291a489e4",
     "llava_next_video": "fe19699853f9ccc1b24126143c527bbc3d0b3cf75ae9a26fbc315be69ad4caf0",  # reconstructed
 }
-FAMILY_TYPES = sorted(tiny.FAMILIES)
+FAMILY_TYPES = sorted(tiny.TINY_FAMILIES)
 QWEN_TYPES = [t for t in FAMILY_TYPES if t.startswith("qwen")]
 
 
@@ -227,7 +229,7 @@ def test_tokenizer_has_real_special_ids(processor, model_type):
 
 
 def test_tokenizer_round_trips_and_splits_like_qwen():
-    tok = tiny.build_tokenizer()
+    tok = tiny.build_tiny_tokenizer()
     text = "<|im_start|>user\nDescribe the video.<|im_end|>\n<|im_start|>assistant\nA rare wörd, 42!"
     ids = tok(text)["input_ids"]
     assert tok.decode(ids) == text  # byte-level: any text, no unknown tokens
@@ -236,14 +238,16 @@ def test_tokenizer_round_trips_and_splits_like_qwen():
     assert pieces == ["<|im_start|>", "system", "Ċ", *words, "<|im_end|>"]
     assert tok.convert_tokens_to_ids(["Ċ", "Ġ", "."]) == [198, 220, 13]  # byte tokens sit at Qwen2's real ids
     tok.padding_side = "right"
-    assert tiny.build_tokenizer().padding_side == "left"  # every call returns a fresh, unshared tokenizer
+    assert tiny.build_tiny_tokenizer().padding_side == "left"  # every call returns a fresh, unshared tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-    assert tiny._QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
+    from specvlm_hf.testbed.tiny.tokenizer import _QWEN2_PRETOKENIZE_REGEX
+
+    assert _QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
 
 
 def test_llama_tokenizer_round_trips_and_keeps_the_real_ids():
-    tok = tiny.build_tokenizer("llava_next_video")
+    tok = tiny.build_tiny_tokenizer("llava_next_video")
     assert type(tok).__name__ == "LlamaTokenizer" and tok.padding_side == "left"
     text = "USER: <video>\nWhat is shown in this video? ASSISTANT:"
     ids = tok(text)["input_ids"]
@@ -290,7 +294,7 @@ def test_llama_tokenizer_round_trips_and_keeps_the_real_ids():
     ]
     rare = "A rare wörld, 42!"
     assert tok.decode(tok(rare)["input_ids"][1:]) == rare
-    assert tiny.build_tokenizer("llava_next_video").padding_side == "left"
+    assert tiny.build_tiny_tokenizer("llava_next_video").padding_side == "left"
 
 
 def test_models_carry_real_ids_vocab_and_geometry(pair, model_type):
@@ -354,10 +358,78 @@ def test_pair_is_compatible_but_different(pair):
     assert target.config.text_config.num_hidden_layers != draft.config.text_config.num_hidden_layers
     target_conv = next(p for n, p in _vision_tower(target).named_parameters() if p.ndim >= 4)
     draft_conv = next(p for n, p in _vision_tower(draft).named_parameters() if p.ndim >= 4)
-    assert target_conv.shape[0] != draft_conv.shape[0]  # own vision towers, of different widths
+    # The "contrast" pair's towers differ in width on purpose; real pairs share the tower shape (next tests).
+    assert target_conv.shape[0] != draft_conv.shape[0]
     from specvlm_hf.families import check_draft_compatible
 
     assert check_draft_compatible(target, draft).model_type == target.config.model_type  # the package agrees
+
+
+def _tower_shapes(model):
+    """Names and shapes of the vision tower's parameters, the merger / projector excluded: equal = same architecture."""
+    return {n: tuple(p.shape) for n, p in _vision_tower(model).named_parameters() if "merger" not in n}
+
+
+def _merger_out(model):
+    """Output width of what feeds the language model the vision features (Qwen merger, LLaVA projector)."""
+    if not hasattr(model.model, "visual"):
+        return model.model.multi_modal_projector.linear_2.out_features
+    merger = model.model.visual.merger
+    return (merger.mlp[-1] if hasattr(merger, "mlp") else merger.linear_fc2).out_features
+
+
+# Where the "contrast" pairs leave the real vocab sizes on purpose (see table.py): family -> (role, size).
+CONTRAST_VOCAB_DEVIATIONS = {"qwen3_vl": ("target", 152064), "llava_next_video": ("draft", 32003)}
+
+
+@pytest.mark.parametrize("family", FAMILY_TYPES)
+def test_fixture_facts_are_the_real_checkpoints(family):
+    """Ids, patch / merge / temporal sizes, tokens_per_second, pooling stride, the M-RoPE split (scaled to the tiny
+    head size) and the vocab sizes of both pair shapes, against tests/real_checkpoints.py."""
+    real_target, real_draft = (CHECKPOINTS[name] for name in REAL_PAIRS[family][0])
+    geometry = ("patch_size", "spatial_merge_size", "temporal_patch_size", "tokens_per_second", "window_size")
+    for shape in ("contrast", "real"):
+        target, draft = tiny.build_tiny_pair(family, shape=shape)
+        for model, real in ((target, real_target), (draft, real_draft)):
+            cfg, tc = model.config, model.config.text_config
+            assert {k: getattr(cfg, k) for k in real.ids} == real.ids
+            assert {k: getattr(cfg, k) for k in real.extra} == real.extra
+            real_geometry = {k: real.tower[k] for k in geometry if k in real.tower}
+            assert {k: getattr(cfg.vision_config, k) for k in real_geometry} == real_geometry
+            if real.mrope_section is not None:
+                scale = 128 // tc.head_dim if family == "qwen3_vl" else 128 // (tc.hidden_size // tc.num_attention_heads)
+                assert [scale * n for n in tc.rope_parameters["mrope_section"]] == list(real.mrope_section)
+        vocabs = {"target": target.config.text_config.vocab_size, "draft": draft.config.text_config.vocab_size}
+        want = {"target": real_target.vocab_size, "draft": real_draft.vocab_size}
+        if shape == "contrast" and family in CONTRAST_VOCAB_DEVIATIONS:
+            role, size = CONTRAST_VOCAB_DEVIATIONS[family]
+            want[role] = size
+        assert vocabs == want, shape
+
+
+@pytest.mark.parametrize("family", FAMILY_TYPES)
+def test_real_shaped_pairs_mirror_the_real_towers(family):
+    """shape="real": the tower is shared exactly when the real pair shares it (all but Qwen3-VL 8B / 2B), the merger
+    projects to each model's own language-model width, as in every real checkpoint, and the vocabs are equal exactly
+    when the real ones are."""
+    real_target, real_draft = (CHECKPOINTS[name] for name in REAL_PAIRS[family][0])
+    assert all(c.merger_out == c.text_hidden for c in CHECKPOINTS.values())
+    target, draft = tiny.build_tiny_pair(family, shape="real")
+    assert (_tower_shapes(target) == _tower_shapes(draft)) == (real_target.tower == real_draft.tower)
+    assert [_merger_out(m) for m in (target, draft)] == [m.config.text_config.hidden_size for m in (target, draft)]
+    assert target.config.text_config.hidden_size > draft.config.text_config.hidden_size
+    assert (target.config.text_config.vocab_size == draft.config.text_config.vocab_size) == (
+        real_target.vocab_size == real_draft.vocab_size
+    )
+    if family == "qwen3_vl":  # like 8B vs 2B: the draft's tower is shallower and narrower, deepstack from other blocks
+        tv, dv = target.config.vision_config, draft.config.vision_config
+        assert tv.depth > dv.depth and tv.hidden_size > dv.hidden_size
+        assert tv.deepstack_visual_indexes != dv.deepstack_visual_indexes
+        assert max(tv.deepstack_visual_indexes) < tv.depth - 1 and max(dv.deepstack_visual_indexes) < dv.depth - 1
+    contrast_target, contrast_draft = tiny.build_tiny_pair(family)
+    assert _tower_shapes(contrast_target) != _tower_shapes(contrast_draft)  # the contrast pair always differs
+    with pytest.raises(ValueError, match="shape must be one of"):
+        tiny.build_tiny_pair(family, shape="mirror")  # type: ignore[arg-type]
 
 
 def test_unknown_family_is_a_clear_error():
@@ -368,7 +440,7 @@ def test_unknown_family_is_a_clear_error():
 def test_emittable_ids_are_shared_words():
     ids = tiny.emittable_token_ids("words", 151936)
     assert int(ids.max()) < 151643  # no special / placeholder ids, and every id exists in every draft vocab
-    tok = tiny.build_tokenizer()
+    tok = tiny.build_tiny_tokenizer()
     assert all(t.startswith("Ġ") or t in (".", ",") for t in tok.convert_ids_to_tokens(ids.tolist()))
     assert all(len(tok(" " + w)["input_ids"]) == 1 for w in tok.decode(ids).split() if w.isalpha())
     with pytest.raises(ValueError, match="emit"):
@@ -378,7 +450,7 @@ def test_emittable_ids_are_shared_words():
 def test_llama_emittable_ids_are_shared_words():
     ids = tiny.emittable_token_ids("words", 32003, "llava_next_video")
     assert int(ids.max()) < 32000 and int(ids.min()) > 258  # no special / byte / placeholder ids
-    tok = tiny.build_tokenizer("llava_next_video")
+    tok = tiny.build_tiny_tokenizer("llava_next_video")
     assert all(t.startswith("▁") or t in (".", ",") for t in tok.convert_ids_to_tokens(ids.tolist()))
     words = [w for w in tok.decode(ids).split() if w.isalpha()]
     assert len(words) == len(ids) - 2 and all(  # every id but "." and "," is one whole word

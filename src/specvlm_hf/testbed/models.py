@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-from .vocab import MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE, build_tokenizer, special_token_ids
+from .vocab import MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE, build_testbed_tokenizer, special_token_ids
 
 # Raw frame arrays reach the processor without metadata, so it assumes 24 fps; one temporal patch
 # of 2 frames then lasts 1/12 s and 12 tokens per second give one temporal rope position per group.
@@ -45,7 +45,7 @@ DRAFT = Size(
 
 def build_config(size: Size) -> Qwen2_5_VLConfig:
     """A Qwen2.5-VL config of the given size for the testbed tokenizer and processor."""
-    ids = special_token_ids(build_tokenizer())
+    ids = special_token_ids(build_testbed_tokenizer())
     head_dim = size.hidden // size.heads
     # M-RoPE splits head_dim/2 rotary frequencies into (temporal, height, width) sections.
     # M-RoPE gives the (temporal, height, width) sections consecutive blocks of the head_dim/2
@@ -53,7 +53,7 @@ def build_config(size: Size) -> Qwen2_5_VLConfig:
     # position-sharp and slow, content-friendly frequencies (width: 0.18 down to 0.02 rad/token).
     half = head_dim // 2
     mrope = [half * 3 // 16, half // 4, half - half * 3 // 16 - half // 4]
-    vocab = len(build_tokenizer())
+    vocab = len(build_testbed_tokenizer())
     vocab_padded = -(-vocab // 8) * 8  # pad like real checkpoints do (there to 128 multiples)
     text_config = dict(
         vocab_size=vocab_padded,

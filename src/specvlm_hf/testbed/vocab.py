@@ -72,7 +72,7 @@ def vocabulary() -> list[str]:
     return [*SPECIAL_TOKENS, UNK, *words]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+def build_testbed_tokenizer() -> PreTrainedTokenizerFast:
     """A lowercasing word-level tokenizer; whitespace is dropped, punctuation split off."""
     vocab = {w: i for i, w in enumerate(vocabulary())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
@@ -116,7 +116,7 @@ def build_processor() -> Qwen2_5_VLProcessor:
     video_processor = Qwen2VLVideoProcessor(**common, do_sample_frames=False, cap_pixels_per_frame=False)
     return Qwen2_5_VLProcessor(
         image_processor=image_processor,
-        tokenizer=build_tokenizer(),
+        tokenizer=build_testbed_tokenizer(),
         video_processor=video_processor,
         chat_template=CHAT_TEMPLATE,
     )
