@@ -24,6 +24,7 @@ from transformers.generation.logits_process import LogitsProcessorList
 from transformers.generation.utils import _slice_mm_encoder_output
 
 from .capture import VerifierAttentionCapture, query_positions
+from .compat import CACHE_KEY
 from .config import PruneConfig
 from .families import FamilySpec
 from .pruning import select_video_tokens
@@ -348,7 +349,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         inputs = {
             "input_ids": self._to_draft_vocab(ids).to(self.draft_device),
             "position_ids": positions.to(self.draft_device),
-            "past_key_values": self.cache,
+            CACHE_KEY: self.cache,
             "use_cache": True,
             "logits_to_keep": 1,
         }
