@@ -124,7 +124,9 @@ def pair_and_inputs():
 def test_no_deprecation_warning_from_our_calls(pair_and_inputs, verify):
     """Our forwards, model kwargs and outputs use the installed release's cache name (5.24 warns on the old one)."""
     target, draft, inputs, tokenizer = pair_and_inputs
-    config = PruneConfig(keep_ratio=0.25, num_draft_tokens=3, verify=verify)
+    # relax_ratio=0, shift_window=0: the owned loop with the strict rule, so that the output is checked too.
+    loose = {"relax_ratio": 0.0, "shift_window": 0} if verify == "loose" else {}
+    config = PruneConfig(keep_ratio=0.25, num_draft_tokens=3, verify=verify, **loose)
     options = {"tokenizer": tokenizer} if verify == "loose" else {}
     reference = target.generate(**inputs, max_new_tokens=8, do_sample=False)
     with warnings.catch_warnings(record=True) as caught:
