@@ -141,6 +141,11 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
 
     # -- the CandidateGenerator interface ------------------------------------------------------------------------
 
+    @property
+    def num_drafting_tokens(self) -> int:
+        """Tokens drafted per round (transformers >= 5.25 reads it to size the target cache's rollback history)."""
+        return self.prune_config.num_draft_tokens
+
     def get_candidates(
         self,
         input_ids: torch.LongTensor,
