@@ -9,7 +9,7 @@
 # code 5 (no test collected) counts as a failure: a run that tests nothing is no pass.
 set -u
 python=$1
-overlay=$2
+overlay=$(cd "$2" && pwd)  # absolute: tests that start subprocesses in other directories inherit PYTHONPATH
 shift 2
 
 log="$overlay/pytest.log"
