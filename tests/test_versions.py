@@ -19,6 +19,7 @@ from transformers import DynamicCache, StaticCache
 
 import specvlm_hf
 from specvlm_hf import PruneConfig, check_transformers_version, compat, versions
+from specvlm_hf.candidate import PrunedVideoCandidateGenerator
 from specvlm_hf.testbed import tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,3 +159,20 @@ def test_a_prefilled_cache_is_rejected_under_every_cache_name(pair_and_inputs, n
     with pytest.raises(ValueError, match=f"`{name}` already holds tokens"):
         target.generate(**inputs, assistant_model=draft, video_pruning=PruneConfig(), max_new_tokens=4,
                         **{name: cache})
+
+
+def test_the_generator_tells_the_stock_loop_how_many_tokens_it_drafts(pair_and_inputs, monkeypatch):
+    """transformers 5.25's `_assisted_decoding` reads `candidate_generator.num_drafting_tokens` (AttributeError
+    without it); it must be the PruneConfig's gamma."""
+    target, draft, inputs, _ = pair_and_inputs
+    seen = []
+    close = PrunedVideoCandidateGenerator.close
+
+    def record(self):
+        seen.append(self.num_drafting_tokens)
+        close(self)
+
+    monkeypatch.setattr(PrunedVideoCandidateGenerator, "close", record)
+    target.generate(**inputs, assistant_model=draft, video_pruning=PruneConfig(num_draft_tokens=4), max_new_tokens=4,
+                    do_sample=False)
+    assert seen == [4]
