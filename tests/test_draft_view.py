@@ -12,6 +12,7 @@ from transformers.generation.utils import _slice_mm_encoder_output
 import specvlm_hf.candidate as candidate_module
 from specvlm_hf import PruneConfig, last_stats
 from specvlm_hf.candidate import DraftPositions
+from specvlm_hf.compat import CACHE_KEY, output_cache
 from specvlm_hf.testbed import tiny
 
 VIDEO = 151656
@@ -109,7 +110,7 @@ def test_original_positions_equal_masking_the_pruned_keys(video_inputs):
         pruned = model(input_ids=ids[:, keep_mask], position_ids=draft_positions.prompt(), use_cache=True,
                        mm_encoder_outputs={"video": _slice_mm_encoder_output(features, kept_rows)})
         pruned_next = model(input_ids=next_token, position_ids=draft_positions.generated(length, 1),
-                            past_key_values=pruned.past_key_values, use_cache=True)
+                            use_cache=True, **{CACHE_KEY: output_cache(pruned)})
 
         # Reference: the whole prompt, pruned keys masked out of every kept query row by a 4-D mask.
         causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
@@ -120,7 +121,7 @@ def test_original_positions_equal_masking_the_pruned_keys(video_inputs):
         next_positions = positions[..., -1:] + 1
         next_mask = torch.cat([keep_mask, torch.tensor([True])])[None, None, None, :]
         full_next = model(input_ids=next_token, position_ids=next_positions, attention_mask=next_mask,
-                          past_key_values=full.past_key_values, use_cache=True)
+                          use_cache=True, **{CACHE_KEY: output_cache(full)})
 
     prompt_delta = (pruned.logits[0] - full.logits[0, keep_mask]).abs().max()
     next_delta = (pruned_next.logits - full_next.logits).abs().max()

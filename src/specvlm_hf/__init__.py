@@ -8,12 +8,17 @@ sees only the video tokens chosen by the target's own attention (Stage I) plus a
 (Stage II); the target verifies every token, so greedy output equals ``target.generate`` alone.
 """
 
-from .config import PruneConfig
-from .families import FAMILIES
-from .integration import check_transformers_version, is_registered, register, unregister
-from .pruning import select_video_tokens
-from .stats import SpecStats, last_stats
-from .verification import word_token_ids
+# First, before anything imports transformers internals: an untested release gets a clear error, not an ImportError.
+from .versions import check_transformers_version
+
+check_transformers_version()
+
+from .config import PruneConfig  # noqa: E402
+from .families import FAMILIES  # noqa: E402
+from .integration import is_registered, register, unregister  # noqa: E402
+from .pruning import select_video_tokens  # noqa: E402
+from .stats import SpecStats, last_stats  # noqa: E402
+from .verification import word_token_ids  # noqa: E402
 
 __version__ = "0.1.0"
 

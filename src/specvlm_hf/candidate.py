@@ -24,6 +24,7 @@ from transformers.generation.logits_process import LogitsProcessorList
 from transformers.generation.utils import _slice_mm_encoder_output
 
 from .capture import VerifierAttentionCapture, query_positions
+from .compat import CACHE_KEY
 from .config import PruneConfig
 from .families import FamilySpec
 from .pruning import select_video_tokens
@@ -139,6 +140,11 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self._random = torch.Generator().manual_seed(prune_config.seed)
 
     # -- the CandidateGenerator interface ------------------------------------------------------------------------
+
+    @property
+    def num_drafting_tokens(self) -> int:
+        """Tokens drafted per round (transformers >= 5.25 reads it to size the target cache's rollback history)."""
+        return self.prune_config.num_draft_tokens
 
     def get_candidates(
         self,
@@ -348,7 +354,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         inputs = {
             "input_ids": self._to_draft_vocab(ids).to(self.draft_device),
             "position_ids": positions.to(self.draft_device),
-            "past_key_values": self.cache,
+            CACHE_KEY: self.cache,
             "use_cache": True,
             "logits_to_keep": 1,
         }

@@ -33,6 +33,7 @@ from transformers.generation.utils import (
     _split_model_outputs,
 )
 
+from .compat import CACHE_KEY, output_cache
 from .stats import SpecStats
 from .verification import RELAXED, SHIFTED, StrictVerification
 
@@ -72,7 +73,7 @@ class _OutputRecorder:
             logits=self.logits,
             attentions=self.attentions,
             hidden_states=self.hidden_states,
-            past_key_values=cache,
+            **{CACHE_KEY: cache},
         )
 
 
@@ -106,7 +107,7 @@ def assisted_decoding(
     if not model_kwargs.get("use_cache"):
         raise ValueError("speculative decoding requires `use_cache=True`.")
     verification = verification if verification is not None else StrictVerification()
-    cache = model_kwargs.get("past_key_values")
+    cache = model_kwargs.get(CACHE_KEY)
     if cache is None:
         raise RuntimeError("assisted decoding requires a cache prepared by generate().")
     cache.activate_past_recording()
@@ -156,7 +157,7 @@ def assisted_decoding(
         input_ids = torch.cat([input_ids, new_tokens], dim=-1)
         if streamer is not None:
             streamer.put(new_tokens.cpu())
-        outputs.past_key_values.crop(-(drafted - accepted))
+        output_cache(outputs).crop(-(drafted - accepted))
         generator.update_candidate_strategy(input_ids, processed, accepted)
         model_kwargs = target._update_model_kwargs_for_generation(
             outputs, model_kwargs, is_encoder_decoder=target.config.is_encoder_decoder, num_new_tokens=accepted + 1

@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import transformers
-from packaging.version import Version
 from transformers import GenerationConfig, StaticCache
 from transformers.distributed.fsdp import is_fsdp_managed_module
 from transformers.distributed.utils import _get_torch_distributed_world_size
@@ -38,12 +36,11 @@ from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from . import decoding
 from .candidate import PrunedVideoCandidateGenerator
 from .capture import check_capture_supported
+from .compat import passed_cache
 from .config import PruneConfig
 from .families import FamilySpec, check_draft_compatible
 from .stats import SpecStats, record_last_stats
 from .verification import LooseRule, LooseVerification, StrictVerification, protected_token_ids, relaxed_count
-
-TESTED_TRANSFORMERS = (Version("5.23"), Version("5.24"))  # [low, high)
 
 _STOCK: dict[str, Any] = {}
 # Strict calls run the stock loop. The tests set this to True to check that our loop's default rule (strict) is
@@ -192,19 +189,7 @@ def _validate_generation_mode(self, generation_mode, generation_config, generati
 _GENERATE_PARAMETERS = list(inspect.signature(GenerationMixin.generate).parameters)[1:]  # without `self`
 
 
-def check_transformers_version(version: str | None = None) -> None:
-    """Raise ``RuntimeError`` outside the tested transformers range (we rely on private generation internals)."""
-    installed = Version(version or transformers.__version__)
-    low, high = TESTED_TRANSFORMERS
-    if not low <= Version(installed.base_version) < high:
-        raise RuntimeError(
-            f"specvlm-hf relies on private generation internals tested with transformers>={low},<{high}, but "
-            f"transformers {installed} is installed. Install a tested version: pip install 'transformers>={low},<{high}'."
-        )
-
-
 def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) -> _Call:
-    check_transformers_version()
     named = dict(zip(_GENERATE_PARAMETERS, args))
     named.update(kwargs)
 
@@ -304,16 +289,16 @@ def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) 
         )
     if (num_beams := _effective_option(target, named, "num_beams")) not in (None, 1):
         raise ValueError(f"`video_pruning` supports num_beams=1 (speculative decoding), got num_beams={num_beams}.")
-    cache = named.get("past_key_values")
+    cache_name, cache = passed_cache(named)
     if _effective_option(target, named, "cache_implementation") in ("static", "hybrid", "sliding_window", "offloaded_static") \
             or isinstance(cache, StaticCache):
         raise ValueError(
             "`video_pruning` needs a dynamic cache (rejected drafts are rolled back): remove "
-            "`cache_implementation`/the StaticCache from the call."
+            f"`cache_implementation`/the StaticCache (`{cache_name}`) from the call."
         )
     if cache is not None and cache.get_seq_length() > 0:
         raise ValueError(
-            "`past_key_values` already holds tokens: `video_pruning` captures the verifier's attention during a "
+            f"`{cache_name}` already holds tokens: `video_pruning` captures the verifier's attention during a "
             "full prefill, so pass an empty cache (or none)."
         )
 

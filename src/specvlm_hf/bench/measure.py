@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from specvlm_hf.capture import video_attention_scores
+from specvlm_hf.compat import CACHE_KEY, output_cache
 
 TOP_FRACTION = 0.1
 
@@ -49,14 +50,14 @@ def decode_step_ms(
     states = {}
     for name, model in (("target", target), ("draft", draft)):
         out = model(**inputs, use_cache=True)
-        states[name] = [model, out.past_key_values, out.logits[:, -1:].argmax(-1), []]
+        states[name] = [model, output_cache(out), out.logits[:, -1:].argmax(-1), []]
     for _ in range(steps):
         for state in states.values():
             model, cache, token, times = state
             start = time.perf_counter()
-            out = model(input_ids=token, past_key_values=cache, use_cache=True)
+            out = model(input_ids=token, use_cache=True, **{CACHE_KEY: cache})
             times.append(time.perf_counter() - start)
-            state[1], state[2] = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            state[1], state[2] = output_cache(out), out.logits[:, -1:].argmax(-1)
     target_ms = statistics.median(states["target"][3]) * 1e3
     draft_ms = statistics.median(states["draft"][3]) * 1e3
     return {"target_ms": target_ms, "draft_ms": draft_ms, "ratio": target_ms / draft_ms}

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
+from ..compat import CACHE_KEY, output_cache
 from .models import DRAFT, TARGET, build_draft, build_target, count_parameters
 from .synthetic import SLOT_WORDS, Sample, make_sample
 from .vocab import MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE, build_processor, chat_messages
@@ -349,13 +350,13 @@ def decode_step_seconds(
         text=[chat_text(processor, sample, with_caption=False)], videos=[sample.frames], return_tensors="pt"
     )
     out = model(**inputs, use_cache=True)
-    cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+    cache, token = output_cache(out), out.logits[:, -1:].argmax(-1)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        out = model(input_ids=token, past_key_values=cache, use_cache=True)
+        out = model(input_ids=token, use_cache=True, **{CACHE_KEY: cache})
         times.append(time.perf_counter() - t0)
-        cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        cache, token = output_cache(out), out.logits[:, -1:].argmax(-1)
     return float(np.median(times))
 
 
