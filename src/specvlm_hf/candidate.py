@@ -1,13 +1,16 @@
 """The candidate generator: pruned draft prompt, draft loop, cache rollback, stats.
 
-It plugs into the stock ``_assisted_decoding`` loop of transformers (which verifies the candidates):
+It plugs into the stock ``_assisted_decoding`` loop of transformers (greedy strict calls) and into our own loop
+(`decoding.py`: sampled and loose calls), which verify the candidates:
 
 1. First iteration: arm the verifier attention capture and return no candidates, so the target prefills the
    full prompt *alone* and emits the first token (its prefill never carries draft tokens).
 2. Second call: read the captured scores, select the kept video tokens (Stage I + II), and prefill the draft on
    the pruned prompt with its **own** vision features (from the snapshot of the raw inputs) at the kept rows.
 3. Every call: roll the draft's own cache back to the accepted prefix, feed the tokens it has not seen, and draft
-   gamma tokens one forward each, applying the target's logits processors to every drafted position.
+   gamma tokens one forward each, applying the target's logits processors to every drafted position. A drafted
+   token that would stop generation ends the block: greedy drafts leave it to the target's bonus token, sampled
+   drafts keep it as the last candidate (see `_draft`).
 """
 
 from __future__ import annotations
@@ -305,12 +308,20 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
             else:
                 token = scores.argmax(dim=-1, keepdim=True)
             extended = torch.cat([sequence, token.to(sequence.device)], dim=-1)
-            if self._would_stop(extended):
-                # Leave that token to the target's bonus position: the stock loop commits every accepted draft and
-                # checks stopping criteria only after the block, so a drafted stop token would overshoot the stop.
+            stops = self._would_stop(extended)
+            if stops and not self.do_sample:
+                # Greedy: leave that token to the target's bonus position (exact: the target's argmax there is the
+                # same token when the draft is right). The stock loop, which runs greedy calls, commits every accepted
+                # draft and checks stopping criteria only after the block: a drafted stop token would overshoot.
                 break
             drafted_logits.append(scores)
             sequence = extended
+            if stops:
+                # Sampling: the stop token ends the block as its last candidate, with the distribution it was drawn
+                # from. Dropping it would draft every kept token from that distribution conditioned on "no stop" while
+                # verification assumes the unconditioned one (stop tokens under-weighted). The owned loop, which runs
+                # sampled calls, commits nothing past it (decoding.py, "Stops inside a block").
+                break
         if not drafted_logits:
             return input_ids, None
         # The candidate logits are exactly the processed distributions the tokens were drawn from (exact sampling).

@@ -9,10 +9,12 @@ Importing specvlm_hf calls `register()`, which patches three methods of ``Genera
 * ``_get_candidate_generator`` — returns our `PrunedVideoCandidateGenerator` for the active call's target.
 * ``_validate_generation_mode`` — skips the stock tokenizer check for the active call (our compatibility check
   replaces it: stock rejects pairs whose vocabularies differ only by padding, e.g. Qwen2.5-VL 7B vs 3B).
-* ``_assisted_decoding`` — records the prepared stopping criteria for the active call: the draft stops drafting
+* ``_assisted_decoding`` — records the prepared stopping criteria for the active call: the draft ends its block
   where they would stop generation, so that the loop never commits tokens past a stop (the stock loop crops only at
-  eos and max_length) and the output length equals the target's alone. Strict calls then run the stock loop;
-  ``verify="loose"`` calls run our own loop (`decoding.assisted_decoding`) with LVSpec's rule.
+  eos and max_length) and the output length equals the target's alone. Greedy strict calls then run the stock loop;
+  sampled calls (speculative sampling) and ``verify="loose"`` calls (LVSpec's rule) run our own loop
+  (`decoding.assisted_decoding`), which alone can commit a sampled stop token without a bonus after it (exact
+  sampling with stop tokens: `decoding`'s docstring).
 
 The active call lives in a ``ContextVar``: concurrent calls in other threads never see it.
 """
@@ -41,12 +43,19 @@ from .capture import check_capture_supported
 from .config import PruneConfig
 from .families import FamilySpec, check_draft_compatible
 from .stats import SpecStats, record_last_stats
-from .verification import LooseRule, LooseVerification, StrictVerification, protected_token_ids, relaxed_count
+from .verification import (
+    LooseRule,
+    LooseVerification,
+    SpeculativeSampling,
+    StrictVerification,
+    protected_token_ids,
+    relaxed_count,
+)
 
 TESTED_TRANSFORMERS = (Version("5.23"), Version("5.24"))  # [low, high)
 
 _STOCK: dict[str, Any] = {}
-# Strict calls run the stock loop. The tests set this to True to check that our loop's default rule (strict) is
+# Greedy strict calls run the stock loop. The tests set this to True to check that our loop's greedy rule (strict) is
 # token-identical to it.
 OWNED_LOOP_FOR_STRICT = False
 _ACTIVE: ContextVar[_Call | None] = ContextVar("specvlm_active_call", default=None)
@@ -66,12 +75,13 @@ class _Call:
     generator: PrunedVideoCandidateGenerator | None = None
     stopping_criteria: Any = None
 
-    @property
-    def runs_owned_loop(self) -> bool:
-        return self.prune_config.is_loose or OWNED_LOOP_FOR_STRICT
+    def runs_owned_loop(self, generation_config: GenerationConfig) -> bool:
+        return self.prune_config.is_loose or bool(generation_config.do_sample) or OWNED_LOOP_FOR_STRICT
 
     def verification(self, input_ids: torch.LongTensor, generation_config: GenerationConfig, tokenizer: Any):
         """The acceptance rule of the owned loop for this call."""
+        if generation_config.do_sample:  # loose calls are greedy (rejected before decoding otherwise)
+            return SpeculativeSampling(generation_config.assistant_ensemble_weight)
         if not self.prune_config.is_loose:
             return StrictVerification()
         protected = protected_token_ids(self.target, generation_config, tokenizer)
@@ -171,7 +181,7 @@ def _assisted_decoding(self, input_ids, logits_processor, stopping_criteria, gen
     call = _ACTIVE.get()
     if call is not None and call.target is self:
         call.stopping_criteria = stopping_criteria
-        if call.runs_owned_loop:
+        if call.runs_owned_loop(generation_config):
             verification = call.verification(input_ids, generation_config, kwargs.get("tokenizer"))
             return decoding.assisted_decoding(self, input_ids, logits_processor, stopping_criteria, generation_config,
                                               *args, verification=verification, stats=call.stats, **kwargs)
@@ -221,6 +231,8 @@ def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) 
     _reject_unsupported_options(target, prune_config, named)
     if prune_config.is_loose:
         _reject_loose_options(target, prune_config, named)
+    if prune_config.is_loose or _effective_option(target, named, "do_sample"):
+        _reject_owned_loop_options(target, prune_config, named)
     _reject_assistant_schedule(draft, prune_config)
 
     input_ids = named.get("input_ids", named.get("inputs"))
@@ -343,15 +355,6 @@ def _reject_loose_options(target, prune_config: PruneConfig, named: dict) -> Non
             "never relax the tokenizer's special and control tokens (<|im_start|>, ...), and only the tokenizer "
             "knows them. Pass tokenizer= to generate."
         )
-    synced_gpus = named.get("synced_gpus")
-    if synced_gpus is None:  # generate()'s own default (ZeRO-3 / FSDP across several processes)
-        synced_gpus = (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(target)) \
-            and _get_torch_distributed_world_size() > 1
-    if synced_gpus:
-        raise ValueError(
-            "PruneConfig(verify='loose') runs on one process: synced_gpus (DeepSpeed ZeRO-3 / FSDP across several "
-            "processes) is not supported. Use verify='strict' or run the models unsharded."
-        )
     if _effective_option(target, named, "do_sample"):
         raise ValueError(
             "PruneConfig(verify='loose') is defined for greedy decoding only (how to relax a sampled token is not). "
@@ -373,6 +376,21 @@ def _reject_loose_options(target, prune_config: PruneConfig, named: dict) -> Non
             "num_draft_tokens.",
             UserWarning,
             stacklevel=4,
+        )
+
+
+def _reject_owned_loop_options(target, prune_config: PruneConfig, named: dict) -> None:
+    """Options the owned loop (loose and sampled calls) does not support."""
+    synced_gpus = named.get("synced_gpus")
+    if synced_gpus is None:  # generate()'s own default (ZeRO-3 / FSDP across several processes)
+        synced_gpus = (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(target)) \
+            and _get_torch_distributed_world_size() > 1
+    if synced_gpus:
+        mode = "PruneConfig(verify='loose')" if prune_config.is_loose else "Sampling with video_pruning (do_sample=True)"
+        fix = "Use verify='strict'" if prune_config.is_loose else "Use greedy decoding"
+        raise ValueError(
+            f"{mode} runs our own decoding loop, on one process: synced_gpus (DeepSpeed ZeRO-3 / FSDP across several "
+            f"processes) is not supported. {fix} or run the models unsharded."
         )
 
 
