@@ -127,16 +127,31 @@ def is_registered() -> bool:
 # -- the patched methods ---------------------------------------------------------------------------------------------
 
 
-def _generate(self, *args, **kwargs):
+def _requested_pruning(model, args: tuple, kwargs: dict) -> Any:
+    """The call's ``video_pruning`` (popped from `kwargs`), resolved as generate() merges generation configs.
+
+    The kwarg wins; else a passed GenerationConfig's value; else — only for calls with an assistant, like
+    ``num_assistant_tokens`` — the model's own ``generation_config.video_pruning`` (e.g. saved in
+    generation_config.json and reloaded, then in its to_dict() form). generate() fills every field a passed config
+    leaves unset from the model's config, and so do we. A config marked ``is_assistant`` is the one stock assisted
+    generation hands to an assistant's nested ``generate``: whatever it carries belongs to the target's call, never to
+    the assistant's.
+    """
     value = kwargs.pop("video_pruning", None)
-    if value is None:
-        # A GenerationConfig may carry it too — the one passed, else the model's own (e.g. saved in
-        # generation_config.json and reloaded: then it is the to_dict() form).
-        generation_config = kwargs.get("generation_config", args[1] if len(args) > 1 else None)
-        value = getattr(generation_config, "video_pruning", None)
-        if generation_config is None and kwargs.get("assistant_model") is not None:
-            # The model's stored default applies, like num_assistant_tokens, only to calls with an assistant.
-            value = getattr(self.generation_config, "video_pruning", None)
+    if value is not None:
+        return value
+    named = dict(zip(_GENERATE_PARAMETERS, args)) | kwargs
+    generation_config = named.get("generation_config")
+    if getattr(generation_config, "is_assistant", False):
+        return None
+    value = getattr(generation_config, "video_pruning", None)
+    if value is None and named.get("assistant_model") is not None:
+        value = getattr(model.generation_config, "video_pruning", None)
+    return value
+
+
+def _generate(self, *args, **kwargs):
+    value = _requested_pruning(self, args, kwargs)
     if value is None:
         return _STOCK["generate"](self, *args, **kwargs)
     prune_config = PruneConfig.coerce(value)
