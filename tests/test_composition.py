@@ -28,6 +28,7 @@ from transformers import (
     StopStringCriteria,
     TextIteratorStreamer,
     TextStreamer,
+    WatermarkingConfig,
 )
 
 import specvlm_hf
@@ -311,6 +312,22 @@ def test_logits_processors_greedy(model_type, case):
     assert last_stats(target).acceptance_rate >= 0.99
     out = spec(target, draft, inputs, max_new_tokens=16, **options)
     assert_same_tokens(out, ref)
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_vl", "llava_onevision"])
+def test_green_list_watermark_greedy(model_type):
+    """The green-list watermark (WatermarkingConfig) is a pure function of the sequence, so drafted positions get the
+    same bias as generated ones: token-identical to the target alone (its bias is made large enough to change the
+    output). SynthID's stateful watermark is rejected instead (test_bad_input)."""
+    target, draft, _ = family(model_type)
+    inputs = inputs_for(model_type)
+    watermark = {"watermarking_config": WatermarkingConfig(bias=1e4)}
+    ref = target.generate(**inputs, max_new_tokens=12, **watermark)
+    assert ref[0, prompt_length(inputs):].tolist() != plain_tokens(model_type, inputs, 12), "the watermark must bite"
+    assert_same_tokens(spec(target, draft, inputs, max_new_tokens=12, **watermark), ref)
+    assert_same_tokens(spec(target, target, inputs, PruneConfig(keep_ratio=1.0, num_draft_tokens=4), max_new_tokens=12,
+                            **watermark), ref)
+    assert last_stats(target).acceptance_rate >= 0.99
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_5_vl", "llava_next_video"])

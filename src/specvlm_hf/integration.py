@@ -31,7 +31,13 @@ from typing import Any
 import torch
 import transformers
 from packaging.version import Version
-from transformers import GenerationConfig, StaticCache
+from transformers import (
+    GenerationConfig,
+    QuantizedCache,
+    StaticCache,
+    SynthIDTextWatermarkingConfig,
+    SynthIDTextWatermarkLogitsProcessor,
+)
 from transformers.distributed.fsdp import is_fsdp_managed_module
 from transformers.distributed.utils import _get_torch_distributed_world_size
 from transformers.generation.utils import GenerationMixin
@@ -298,19 +304,52 @@ def _explicit_option(named: dict, name: str) -> Any:
     return None
 
 
-def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) -> None:
-    for name, why in (
-        ("inputs_embeds", "the draft's pruned prompt is built from input_ids; pass input_ids from the processor"),
-        ("mm_encoder_outputs", "the draft must run its own vision tower on the raw video; pass pixel_values_videos"),
-        ("prefill_chunk_size", "the verifier's attention is captured during a single prefill forward"),
-        ("custom_generate", "video_pruning runs the stock assisted-decoding loop"),
-        ("assistant_tokenizer", "the draft must share the target's tokenizer (vocabularies may differ by padding)"),
-        ("prompt_lookup_num_tokens", "it selects a different candidate generator"),
-        ("assistant_early_exit", "it selects a different candidate generator"),
-    ):
-        if named.get(name) is not None:
-            raise ValueError(f"`{name}` cannot be combined with `video_pruning`: {why}. Remove `{name}`.")
+# Options that cannot work with video_pruning: (name, why). The fix is always to remove the option. Generate kwargs
+# count when passed; GenerationConfig fields also from a passed GenerationConfig or the model's own generation_config
+# (generate merges them), so that none is silently dropped on our path.
+_UNSUPPORTED_KWARGS = (
+    ("inputs_embeds", "the draft's pruned prompt is built from input_ids; pass input_ids from the processor"),
+    ("mm_encoder_outputs", "the draft must run its own vision tower on the raw video; pass pixel_values_videos"),
+    ("custom_generate", "video_pruning runs the stock assisted-decoding loop"),
+    ("assistant_tokenizer", "the draft must share the target's tokenizer (vocabularies may differ by padding)"),
+)
+_UNSUPPORTED_FIELDS = (
+    ("prefill_chunk_size", "the verifier's attention is captured during a single prefill forward"),
+    ("prompt_lookup_num_tokens", "it selects a different candidate generator"),
+    ("assistant_early_exit", "it selects a different candidate generator"),
+    ("use_mtp", "it selects a different candidate generator (the model's multi-token-prediction heads)"),
+    ("speculation_type", "it selects a different candidate generator"),
+    ("dola_layers", "DoLa decoding contrasts early layers' logits with the final layer's in a loop of its own, while "
+                    "speculative decoding verifies with the final layer's logits (stock assisted generation ignores "
+                    "dola_layers with a warning; plain generate loads DoLa from the Hub)"),
+    ("token_healing", "it re-tokenizes the prompt without its special tokens, which removes the video placeholders"),
+)
+# Caches that can be rolled back after rejected drafts (crop): the dynamic ones. Static caches cannot crop; quantized
+# layers crop only their unquantized residual (stock assisted generation fails mid-decoding with an IndexError).
+_CROPPABLE_CACHE_IMPLEMENTATIONS = (None, "dynamic", "offloaded")
 
+
+def _uses_synthid_watermark(target, named: dict) -> bool:
+    watermark = _effective_option(target, named, "watermarking_config")
+    processors = named.get("logits_processor") or ()
+    return isinstance(watermark, SynthIDTextWatermarkingConfig) or any(
+        isinstance(processor, SynthIDTextWatermarkLogitsProcessor) for processor in processors)
+
+
+def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) -> None:
+    unsupported = [(name, why) for name, why in _UNSUPPORTED_KWARGS if named.get(name) is not None]
+    unsupported += [(name, why) for name, why in _UNSUPPORTED_FIELDS
+                    if _effective_option(target, named, name) not in (None, False)]
+    for name, why in unsupported:
+        raise ValueError(f"`{name}` cannot be combined with `video_pruning`: {why}. Remove `{name}`.")
+
+    if _uses_synthid_watermark(target, named):
+        raise ValueError(
+            "SynthID watermarking cannot be combined with `video_pruning`: its logits processor keeps state across "
+            "calls (the context it has seen), and speculative decoding calls it on drafted positions that generation "
+            "token by token never shows it, so the output would differ from the target's. Remove the SynthID "
+            "`watermarking_config` (or processor); the green-list WatermarkingConfig is supported."
+        )
     if _effective_option(target, named, "guidance_scale") not in (None, 1, 1.0):
         raise ValueError(
             "`guidance_scale` (classifier-free guidance) cannot be combined with `video_pruning`: its logits "
@@ -332,11 +371,13 @@ def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) 
     if (num_beams := _effective_option(target, named, "num_beams")) not in (None, 1):
         raise ValueError(f"`video_pruning` supports num_beams=1 (speculative decoding), got num_beams={num_beams}.")
     cache = named.get("past_key_values")
-    if _effective_option(target, named, "cache_implementation") in ("static", "hybrid", "sliding_window", "offloaded_static") \
-            or isinstance(cache, StaticCache):
+    implementation = _effective_option(target, named, "cache_implementation")
+    if implementation not in _CROPPABLE_CACHE_IMPLEMENTATIONS or isinstance(cache, (StaticCache, QuantizedCache)):
+        what = f"cache_implementation={implementation!r}" if implementation not in _CROPPABLE_CACHE_IMPLEMENTATIONS \
+            else f"a {type(cache).__name__}"
         raise ValueError(
-            "`video_pruning` needs a dynamic cache (rejected drafts are rolled back): remove "
-            "`cache_implementation`/the StaticCache from the call."
+            f"`video_pruning` needs a dynamic cache (rejected drafts are rolled back, which {what} cannot do): remove "
+            "`cache_implementation`/the cache object from the call, or use cache_implementation='dynamic'."
         )
     if cache is not None and cache.get_seq_length() > 0:
         raise ValueError(
