@@ -1213,6 +1213,27 @@ def test_loose_tokenizer_special_tokens_and_rule_reach_the_loop():
     assert tokenizer.convert_tokens_to_ids("<|im_start|>") in the_rule.protected
 
 
+def test_loose_accepts_a_processor_as_tokenizer():
+    """``tokenizer=processor`` (a processor has no all_special_ids of its own) protects exactly what
+    ``tokenizer=processor.tokenizer`` does: <|im_start|>, <|vision_start|>, the box/object-ref tokens, ..."""
+    model_type = "qwen2_5_vl"
+    target, draft, processor = family(model_type)
+    inputs = inputs_for(model_type)
+    protected = []
+    for tokenizer in (processor.tokenizer, processor):
+        spec(target, draft, inputs, loose(), max_new_tokens=4, tokenizer=tokenizer)
+        protected.append(LOOP[-1].rule.protected)
+    assert protected[1] == protected[0]
+    only_the_tokenizer_knows = set(processor.tokenizer.all_special_ids) - protected_token_ids(target, GenerationConfig())
+    assert processor.tokenizer.convert_tokens_to_ids("<|im_start|>") in only_the_tokenizer_knows <= protected[1]
+
+
+def test_loose_rejects_a_tokenizer_that_knows_no_special_tokens():
+    target, draft, _ = family("qwen2_5_vl")
+    expect_rejected(target, draft, inputs_for("qwen2_5_vl"), r"object has no `all_special_ids`.*processor\.tokenizer",
+                    video_pruning=LOOSE, do_sample=False, max_new_tokens=4, tokenizer=object())
+
+
 def test_loose_needs_the_tokenizer():
     target, draft, _ = family("qwen2_5_vl")
     expect_rejected(target, draft, inputs_for("qwen2_5_vl"), r"needs `tokenizer=`.*tokenizer=processor\.tokenizer",

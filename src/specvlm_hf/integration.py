@@ -56,6 +56,7 @@ from .verification import (
     StrictVerification,
     protected_token_ids,
     relaxed_count,
+    special_tokens_source,
 )
 
 TESTED_TRANSFORMERS = (Version("5.23"), Version("5.24"))  # [low, high)
@@ -410,6 +411,12 @@ def _reject_loose_options(target, prune_config: PruneConfig, named: dict) -> Non
             "PruneConfig(verify='loose') needs `tokenizer=` (e.g. tokenizer=processor.tokenizer): the loose rule must "
             "never relax the tokenizer's special and control tokens (<|im_start|>, ...), and only the tokenizer "
             "knows them. Pass tokenizer= to generate."
+        )
+    if special_tokens_source(named["tokenizer"]) is None:
+        raise ValueError(
+            f"PruneConfig(verify='loose') reads the special tokens of `tokenizer=`, but a "
+            f"{type(named['tokenizer']).__name__} has no `all_special_ids` (nor a `.tokenizer` that has). Pass the "
+            "tokenizer (or the processor holding it): tokenizer=processor.tokenizer."
         )
     if _effective_option(target, named, "do_sample"):
         raise ValueError(

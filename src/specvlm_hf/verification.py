@@ -286,7 +286,8 @@ class LooseVerification:
 def protected_token_ids(model: torch.nn.Module, generation_config: Any, tokenizer: Any = None) -> set[int]:
     """Token ids the loose rule never relaxes: eos/bos/pad/decoder-start of the generation config, every
     ``*_token_id``/``*_token_index`` of the model config (video/image placeholders, vision start/end, ...), and, when
-    the call passed ``tokenizer=``, the tokenizer's special and added-special tokens."""
+    the call passed ``tokenizer=`` (a tokenizer or a processor holding one), the tokenizer's special and added-special
+    tokens."""
     ids: set[int] = set()
     for name in ("eos_token_id", "bos_token_id", "pad_token_id", "decoder_start_token_id"):
         ids |= _as_ids(getattr(generation_config, name, None))
@@ -298,11 +299,21 @@ def protected_token_ids(model: torch.nn.Module, generation_config: Any, tokenize
         for name, value in vars(config).items():
             if name.endswith(("_token_id", "_token_index", "_token_ids")):
                 ids |= _as_ids(value)
+    tokenizer = special_tokens_source(tokenizer)
     if tokenizer is not None:
-        ids |= set(getattr(tokenizer, "all_special_ids", []))
+        ids |= set(tokenizer.all_special_ids)
         decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
         ids |= {index for index, token in decoder.items() if getattr(token, "special", False)}
     return ids
+
+
+def special_tokens_source(tokenizer: Any) -> Any:
+    """The tokenizer that knows the special tokens: `tokenizer` itself, or the ``.tokenizer`` of a processor (which
+    has no ``all_special_ids`` of its own); None if neither does."""
+    for candidate in (tokenizer, getattr(tokenizer, "tokenizer", None)):
+        if candidate is not None and hasattr(candidate, "all_special_ids"):
+            return candidate
+    return None
 
 
 def _as_ids(value: Any) -> set[int]:
