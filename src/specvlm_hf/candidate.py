@@ -124,6 +124,8 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self.reusable_features = model_kwargs.get("mm_encoder_outputs") if draft is target else None
         self.target_vocab = target.config.get_text_config().vocab_size
         self.draft_vocab = draft.config.get_text_config().vocab_size
+        # Inputs go to the draft's first device, as for any forward: under a device map, accelerate's hooks move each
+        # module's inputs to that module's own device.
         self.draft_device = draft.device
         self._vocab_pad: torch.Tensor | None = None
         stats.video_tokens = self.video_positions.numel()
@@ -283,7 +285,9 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
             else:
                 continue
             if modality == "video":
-                output = _slice_mm_encoder_output(output, self.kept_rows.to(self.draft_device))
+                # CPU indices index a tensor on any device: the features live where the vision tower's merger (and,
+                # for deepstack, each contributing block) is, which under a device map need not be draft.device.
+                output = _slice_mm_encoder_output(output, self.kept_rows.cpu())
             features[modality] = output
         return features
 

@@ -89,12 +89,14 @@ def video_attention_rows(
     kv_heads, kv_len = key.shape[1], key.shape[2]
     groups = heads // kv_heads
     n_query = query_rows.numel()
+    # With a device map every decoder layer may live on its own device: index tensors follow the operand they index.
+    query_rows = query_rows.to(query.device)
     # Heads are laid out kv-head-major (repeat_kv repeats each kv head `groups` times consecutively).
     q = query[:, :, query_rows].float().reshape(batch, kv_heads, groups * n_query, dim)
     logits = torch.matmul(q, key.float().transpose(-1, -2)).mul_(scaling).view(batch, heads, n_query, kv_len)
     if attention_mask is None:
         # sdpa_mask may return None (causal skip): apply causality ourselves.
-        allowed = torch.arange(kv_len, device=logits.device)[None, :] <= query_rows.to(logits.device)[:, None]
+        allowed = torch.arange(kv_len, device=logits.device)[None, :] <= query_rows[:, None]
         logits.masked_fill_(~allowed, float("-inf"))
     else:
         rows_mask = attention_mask[:, :, query_rows.to(attention_mask.device), :kv_len].to(logits.device)
