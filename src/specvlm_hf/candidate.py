@@ -15,6 +15,7 @@ It plugs into the stock ``_assisted_decoding`` loop of transformers (greedy stri
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ from .capture import VerifierAttentionCapture, query_positions
 from .config import PruneConfig
 from .families import FamilySpec
 from .pruning import select_video_tokens
-from .stats import SpecStats
+from .stats import DeviceTimer, SpecStats, synchronize
 
 
 class DraftPositions:
@@ -141,6 +142,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self._last_candidates = 0
         self._mark = 0.0
         self._own_seconds = 0.0
+        self._draft_timer = DeviceTimer()
         self._random = torch.Generator().manual_seed(prune_config.seed)
 
     # -- the CandidateGenerator interface ------------------------------------------------------------------------
@@ -175,6 +177,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
             self._own_seconds += self._mark - start
 
     def update_candidate_strategy(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, num_matches: int):
+        synchronize(input_ids.device)  # the target's forward is done on the device too (once per round)
         now = time.perf_counter()
         if self._awaiting_prefill:
             self.stats.target_prefill_s += now - self._mark
@@ -191,12 +194,13 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
     def disarm(self) -> None:
         if self.capture is not None:
             self.capture.disarm()
-            self.stats.capture_s = self.capture.seconds
+            self.stats.capture_s = self.capture.timer.seconds
 
     def close(self) -> None:
         """Restore everything we touched and release the draft cache (idempotent; called from a ``finally``)."""
         self.disarm()
         self.cache = None
+        self.stats.draft_s = self._draft_timer.seconds
         self.stats.overhead_s = max(0.0, self._own_seconds - self.stats.draft_prefill_s - self.stats.draft_s)
 
     # -- stage 1: capture during the target's prefill --------------------------------------------------------------
@@ -264,6 +268,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         )
         logits = self._draft_forward(ids, positions, features)
         self.fed = generated[0].tolist()
+        synchronize(logits.device)  # once per call
         self.stats.draft_prefill_s += time.perf_counter() - start
         return logits
 
@@ -356,7 +361,6 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
 
     def _draft_forward(self, ids: torch.LongTensor, positions: torch.Tensor | None = None, features=None):
         """One draft forward on `ids` (target vocabulary) appended to its cache; returns the last logits."""
-        start = time.perf_counter()
         if positions is None:
             positions = self.positions.generated(self.prompt_length + len(self.fed), ids.shape[1])
             self.fed.extend(ids[0].tolist())
@@ -369,10 +373,9 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         }
         if features:
             inputs["mm_encoder_outputs"] = features
-        logits = self.draft(**inputs, return_dict=True).logits[:, -1, :]
-        if features is None:
-            self.stats.draft_s += time.perf_counter() - start
-        return logits
+        # Decode steps count in draft_s (timed without a host sync per token); the prefill has its own timer.
+        with self._draft_timer.section(self.draft_device) if features is None else contextlib.nullcontext():
+            return self.draft(**inputs, return_dict=True).logits[:, -1, :]
 
     def _to_draft_vocab(self, ids: torch.LongTensor) -> torch.LongTensor:
         # A target token the draft cannot embed (only possible in the target's padding rows) is shown as id 0;

@@ -18,12 +18,13 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 
 import torch
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+
+from .stats import DeviceTimer
 
 # Base implementations we can wrap. Flash / flex / paged kernels take other mask formats and call paths that we
 # cannot test without a GPU, so they get a clear error instead (README "Limits").
@@ -153,7 +154,7 @@ class VerifierAttentionCapture:
         self.video_positions = video_positions
         self.layers = frozenset(layers)
         self.prompt_length = prompt_length
-        self.seconds = 0.0
+        self.timer = DeviceTimer()  # the side computation's time (SpecStats.capture_s)
         self._sum: torch.Tensor | None = None
         self._captured_layers: set[int] = set()
         self._name: str | None = None
@@ -195,15 +196,14 @@ class VerifierAttentionCapture:
             layer = getattr(module, "layer_idx", None)
             # Only the prefill forward (queries = the whole prompt) of the selected layers is captured.
             if layer in capture.layers and query.shape[2] == capture.prompt_length:
-                start = time.perf_counter()
-                if scaling is None:
-                    scaling = query.shape[-1] ** -0.5
-                rows = video_attention_rows(
-                    query, key, attention_mask, scaling, capture.query_positions, capture.video_positions
-                )
-                capture._sum = rows if capture._sum is None else capture._sum + rows.to(capture._sum.device)
+                with capture.timer.section(query.device):
+                    if scaling is None:
+                        scaling = query.shape[-1] ** -0.5
+                    rows = video_attention_rows(
+                        query, key, attention_mask, scaling, capture.query_positions, capture.video_positions
+                    )
+                    capture._sum = rows if capture._sum is None else capture._sum + rows.to(capture._sum.device)
                 capture._captured_layers.add(layer)
-                capture.seconds += time.perf_counter() - start
             return output
 
         return attention_with_capture
