@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import threading
+import warnings
 
 import pytest
 import torch
@@ -278,6 +279,32 @@ def test_stopping_criteria_under_sampling(model_type):
             assert new.index(stop) == len(new) - 1, f"seed {seed}: generation went past the stop token: {new}"
         else:
             assert len(new) == 20
+
+
+def notices_of(call) -> tuple:
+    """(the call's result, the no-video notices it emitted)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [w for w in caught if "found no video placeholders" in str(w.message)]
+
+
+@pytest.mark.parametrize("content", ["text_only", "image_only"])
+def test_a_prompt_without_video_gets_one_notice_per_call(content):
+    """Nothing to prune: the call warns once (pointing at the caller's generate line), stays lossless, and its stats
+    say video_tokens == 0. A prompt with a video gets no such notice."""
+    model_type = "qwen2_5_vl"
+    target, draft, processor = family(model_type)
+    image = tiny.make_video(num_frames=1, seed=3)[0] if content == "image_only" else None
+    inputs = tiny.make_inputs(processor, image=image, num_videos=0)
+    ref = target.generate(**inputs, max_new_tokens=6)
+    for _ in range(2):
+        out, notices = notices_of(lambda: spec(target, draft, inputs, max_new_tokens=6))
+        assert len(notices) == 1 and notices[0].filename == __file__
+        assert_same_tokens(out, ref)
+        assert last_stats(target).video_tokens == 0
+    _, notices = notices_of(lambda: spec(target, draft, inputs_for(model_type), max_new_tokens=4))
+    assert not notices
 
 
 # -- logits processors ------------------------------------------------------------------------------------------------

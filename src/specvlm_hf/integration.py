@@ -271,6 +271,15 @@ def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) 
 
     raw_inputs = {key: named[key] for key in family.raw_inputs if named.get(key) is not None}
     video_sizes = _check_video_placeholders(target, family, input_ids, raw_inputs)
+    if not video_sizes:
+        # A notice, not an error: the call is still correct (plain speculative decoding), and stats.video_tokens is 0.
+        warnings.warn(
+            "`video_pruning` found no video placeholders in input_ids, so there is nothing to prune: the draft sees "
+            "the whole prompt (images are never pruned) and the call is plain speculative decoding. Pass the "
+            "processor's output for a prompt with a video, or drop video_pruning for this call.",
+            UserWarning,
+            stacklevel=3,
+        )
     if prune_config.needs_verifier_attention and video_sizes:
         check_capture_supported(target)
         prune_config.layer_indices(target.config.get_text_config().num_hidden_layers)
