@@ -9,7 +9,13 @@ import copy
 import pytest
 import torch
 from model_state import assert_same_snapshot, snapshot
-from transformers import DynamicCache
+from transformers import (
+    DynamicCache,
+    GenerationConfig,
+    LogitsProcessorList,
+    QuantizedCache,
+    SynthIDTextWatermarkingConfig,
+)
 
 from specvlm_hf import PruneConfig
 from specvlm_hf.compat import CACHE_KEY
@@ -34,12 +40,20 @@ def draft_weights(draft):
 
 
 def run_and_expect(target, draft, inputs, error, match, **kwargs):
+    """The call raises `error` matching `match` before any forward of either model; both are left unchanged."""
     target_before, draft_before = snapshot(target), snapshot(draft)
     weights = draft_weights(draft)
     options = {"assistant_model": draft, "video_pruning": PruneConfig(), "max_new_tokens": 4, **kwargs}
     options = {k: v for k, v in options.items() if v is not _DROP}
-    with pytest.raises(error, match=match):
-        target.generate(**inputs, **options)
+    forwards = []
+    hooks = [model.register_forward_pre_hook(lambda *args: forwards.append(1)) for model in {target, draft}]
+    try:
+        with pytest.raises(error, match=match):
+            target.generate(**inputs, **options)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert not forwards, f"{len(forwards)} forward(s) ran before the error"
     assert_unchanged(target_before, target)
     assert_unchanged(draft_before, draft)
     assert all(torch.equal(weights[k], v) for k, v in draft.state_dict().items())
@@ -67,11 +81,48 @@ _DROP = object()
         ({"cache_implementation": "static"}, ValueError, "dynamic cache"),
         ({"prefill_chunk_size": 8}, ValueError, "prefill_chunk_size"),
         ({"mm_encoder_outputs": {"video": None}}, ValueError, "mm_encoder_outputs"),
+        # Options that used to be silently dropped on our path (or to fail mid-decoding), each with its reason:
+        ({"dola_layers": "high"}, ValueError, "`dola_layers` cannot be combined.*final layer"),
+        ({"use_mtp": True}, ValueError, "`use_mtp` cannot be combined.*candidate generator"),
+        ({"speculation_type": "dflash"}, ValueError, "`speculation_type` cannot be combined"),
+        ({"token_healing": True}, ValueError, "`token_healing` cannot be combined.*video placeholders"),
+        ({"watermarking_config": SynthIDTextWatermarkingConfig(keys=[3, 5, 7], ngram_len=2)}, ValueError,
+         "SynthID.*keeps state"),
+        ({"cache_implementation": "quantized", "cache_config": {"backend": "fp8"}}, ValueError,
+         "dynamic cache.*cache_implementation='quantized'"),
+        ({"cache_implementation": "hybrid_chunked"}, ValueError, "dynamic cache.*'hybrid_chunked'"),
+        # GenerationConfig fields count from a passed GenerationConfig too (not only as kwargs).
+        ({"generation_config": GenerationConfig(max_new_tokens=4, prompt_lookup_num_tokens=3)}, ValueError,
+         "`prompt_lookup_num_tokens` cannot be combined"),
+        ({"generation_config": GenerationConfig(max_new_tokens=4, dola_layers="low")}, ValueError, "dola_layers"),
     ],
 )
 def test_bad_arguments(pair_and_inputs, kwargs, error, match):
     target, draft, inputs = pair_and_inputs
     run_and_expect(target, draft, inputs, error, match, **kwargs)
+
+
+def test_synthid_watermark_processor_is_rejected(pair_and_inputs):
+    target, draft, inputs = pair_and_inputs
+    processor = SynthIDTextWatermarkingConfig(keys=[3, 5, 7], ngram_len=2).construct_processor(
+        target.config.get_text_config().vocab_size, target.device)
+    run_and_expect(target, draft, inputs, ValueError, "SynthID", logits_processor=LogitsProcessorList([processor]))
+
+
+@pytest.mark.parametrize("field, value", [("dola_layers", "high"), ("token_healing", True),
+                                          ("cache_implementation", "quantized")])
+def test_unsupported_option_in_the_models_own_generation_config(pair_and_inputs, field, value):
+    """generate() merges the model's generation_config into the call: a stored option counts as passed."""
+    target, draft, inputs = pair_and_inputs
+    configured = copy.deepcopy(target)
+    setattr(configured.generation_config, field, value)
+    run_and_expect(configured, draft, inputs, ValueError, field)
+
+
+def test_quantized_cache_object_is_rejected(pair_and_inputs):
+    target, draft, inputs = pair_and_inputs
+    cache = QuantizedCache(backend="fp8", config=target.config.get_text_config())
+    run_and_expect(target, draft, inputs, ValueError, "dynamic cache.*QuantizedCache", past_key_values=cache)
 
 
 def test_matching_num_assistant_tokens_is_accepted(pair_and_inputs):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import threading
+import warnings
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ from transformers import (
     StopStringCriteria,
     TextIteratorStreamer,
     TextStreamer,
+    WatermarkingConfig,
 )
 
 import specvlm_hf
@@ -279,6 +281,32 @@ def test_stopping_criteria_under_sampling(model_type):
             assert len(new) == 20
 
 
+def notices_of(call) -> tuple:
+    """(the call's result, the no-video notices it emitted)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [w for w in caught if "found no video placeholders" in str(w.message)]
+
+
+@pytest.mark.parametrize("content", ["text_only", "image_only"])
+def test_a_prompt_without_video_gets_one_notice_per_call(content):
+    """Nothing to prune: the call warns once (pointing at the caller's generate line), stays lossless, and its stats
+    say video_tokens == 0. A prompt with a video gets no such notice."""
+    model_type = "qwen2_5_vl"
+    target, draft, processor = family(model_type)
+    image = tiny.make_video(num_frames=1, seed=3)[0] if content == "image_only" else None
+    inputs = tiny.make_inputs(processor, image=image, num_videos=0)
+    ref = target.generate(**inputs, max_new_tokens=6)
+    for _ in range(2):
+        out, notices = notices_of(lambda: spec(target, draft, inputs, max_new_tokens=6))
+        assert len(notices) == 1 and notices[0].filename == __file__
+        assert_same_tokens(out, ref)
+        assert last_stats(target).video_tokens == 0
+    _, notices = notices_of(lambda: spec(target, draft, inputs_for(model_type), max_new_tokens=4))
+    assert not notices
+
+
 # -- logits processors ------------------------------------------------------------------------------------------------
 
 
@@ -311,6 +339,22 @@ def test_logits_processors_greedy(model_type, case):
     assert last_stats(target).acceptance_rate >= 0.99
     out = spec(target, draft, inputs, max_new_tokens=16, **options)
     assert_same_tokens(out, ref)
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_vl", "llava_onevision"])
+def test_green_list_watermark_greedy(model_type):
+    """The green-list watermark (WatermarkingConfig) is a pure function of the sequence, so drafted positions get the
+    same bias as generated ones: token-identical to the target alone (its bias is made large enough to change the
+    output). SynthID's stateful watermark is rejected instead (test_bad_input)."""
+    target, draft, _ = family(model_type)
+    inputs = inputs_for(model_type)
+    watermark = {"watermarking_config": WatermarkingConfig(bias=1e4)}
+    ref = target.generate(**inputs, max_new_tokens=12, **watermark)
+    assert ref[0, prompt_length(inputs):].tolist() != plain_tokens(model_type, inputs, 12), "the watermark must bite"
+    assert_same_tokens(spec(target, draft, inputs, max_new_tokens=12, **watermark), ref)
+    assert_same_tokens(spec(target, target, inputs, PruneConfig(keep_ratio=1.0, num_draft_tokens=4), max_new_tokens=12,
+                            **watermark), ref)
+    assert last_stats(target).acceptance_rate >= 0.99
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_5_vl", "llava_next_video"])
@@ -394,7 +438,10 @@ def test_video_pruning_stored_in_a_saved_generation_config(model_type, how, tmp_
     ref = target.generate(**inputs, generation_config=GenerationConfig(max_new_tokens=10, do_sample=False))
     before_target_config = target.generation_config.to_dict()
     draft_config = draft.generation_config.to_dict()
-    previous = last_stats(target)
+    try:
+        previous = last_stats(target)
+    except LookupError:  # the first speculative call of the session
+        previous = None
     if how == "positional":
         rest = dict(inputs)
         input_ids = rest.pop("input_ids")
@@ -869,6 +916,59 @@ def test_video_pruning_in_the_models_own_generation_config():
     except LookupError:
         pytest.fail("video_pruning in the model's generation_config was silently ignored (stock assisted generation)")
     assert stats.kept_video_tokens == 1
+
+
+@pytest.mark.parametrize("assistant", ["padded_vocab_draft", "same_vocab_copy"])
+def test_models_own_video_pruning_applies_when_a_generation_config_is_passed(assistant, monkeypatch):
+    """generate() fills what a passed GenerationConfig leaves unset from the model's generation_config, so a stored
+    video_pruning applies to a call with an assistant and a passed config too. (It used to be ignored: stock's
+    "different tokenizers" error for a padded-vocab draft, and our "needs assistant_model" from inside the
+    assistant's nested generate for a same-vocab one.) The assistant's generate never runs, no config changes."""
+    model_type = "qwen2_5_vl"
+    target, draft, _ = family(model_type)
+    inputs = inputs_for(model_type)
+    passed = GenerationConfig(max_new_tokens=5, do_sample=False)
+    ref = target.generate(**inputs, generation_config=passed)
+    configured = copy.deepcopy(target)
+    configured.generation_config.video_pruning = PruneConfig(keep_ratio=0.001).to_dict()
+    assistant_model = draft if assistant == "padded_vocab_draft" else copy.deepcopy(target)
+    nested = []
+    monkeypatch.setattr(assistant_model, "generate", lambda *args, **kwargs: nested.append(kwargs))
+    configs = configured.generation_config.to_dict(), assistant_model.generation_config.to_dict(), passed.to_dict()
+    out = configured.generate(**inputs, generation_config=passed, assistant_model=assistant_model)
+    assert_same_tokens(out, ref)
+    assert last_stats(configured).kept_video_tokens == 1 and not nested
+    assert (configured.generation_config.to_dict(), assistant_model.generation_config.to_dict(),
+            passed.to_dict()) == configs
+
+
+def test_video_pruning_precedence_kwarg_then_passed_config_then_the_models():
+    model_type = "qwen2_5_vl"
+    target, draft, _ = family(model_type)
+    inputs = inputs_for(model_type)
+    configured = copy.deepcopy(target)
+    configured.generation_config.video_pruning = PruneConfig(keep_ratio=0.001).to_dict()
+    video_tokens = tiny.video_placeholder_count(inputs, model_type)
+    passed = GenerationConfig(max_new_tokens=4, do_sample=False, video_pruning=PruneConfig(keep_ratio=0.5).to_dict())
+    configured.generate(**inputs, generation_config=passed, assistant_model=draft)
+    assert last_stats(configured).kept_video_tokens == int(video_tokens * 0.5)
+    configured.generate(**inputs, generation_config=passed, assistant_model=draft,
+                        video_pruning=PruneConfig(keep_ratio=1.0))
+    assert last_stats(configured).kept_video_tokens == video_tokens
+
+
+def test_an_assistants_nested_generate_ignores_the_targets_video_pruning():
+    """Stock assisted generation hands its assistant a copy of the target's merged config, marked is_assistant: a
+    video_pruning in it belongs to the target's call. The assistant's generate is then the stock call."""
+    model_type = "qwen2_5_vl"
+    target, _, _ = family(model_type)
+    inputs = inputs_for(model_type)
+    # What AssistedCandidateGenerator passes (is_assistant and the scores its confidence criterion reads).
+    stock = {"max_new_tokens": 4, "do_sample": False, "is_assistant": True, "return_dict_in_generate": True,
+             "output_scores": True}
+    ref = target.generate(**inputs, generation_config=GenerationConfig(**stock)).sequences
+    nested = GenerationConfig(**stock, video_pruning=PruneConfig(keep_ratio=0.5).to_dict())
+    assert_same_tokens(target.generate(**inputs, generation_config=nested).sequences, ref)
 
 
 def test_models_own_video_pruning_default_leaves_plain_calls_stock():

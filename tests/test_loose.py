@@ -49,6 +49,7 @@ from specvlm_hf.verification import (
     SHIFTED,
     LooseRule,
     LooseVerification,
+    SpeculativeSampling,
     StrictVerification,
     loose_block,
     protected_token_ids,
@@ -423,15 +424,6 @@ def test_loose_verification_takes_relevance_from_the_drafted_rows_and_the_video_
     assert blind.verify(torch.tensor([20, 11]), score_rows([10, 11, 12]), hidden).kinds == []
 
 
-def test_crop_at_stop_guards_max_length_and_eos():
-    tokens = torch.tensor([[5, 6, 7, 8]])
-    assert decoding._crop_at_stop(tokens, 10, None).tolist() == [[5, 6, 7, 8]]
-    assert decoding._crop_at_stop(tokens, 2, None).tolist() == [[5, 6]]
-    assert decoding._crop_at_stop(tokens, 10, torch.tensor([7, 99])).tolist() == [[5, 6, 7]]
-    assert decoding._crop_at_stop(tokens, 10, torch.tensor([8, 6])).tolist() == [[5, 6]]  # the first eos
-    assert decoding._crop_at_stop(tokens, 2, torch.tensor([8])).tolist() == [[5, 6]]
-
-
 def test_strict_verification_is_strict_block():
     strict = StrictVerification()
     strict.observe_prefill(None)
@@ -633,11 +625,14 @@ def spec(target, draft, inputs, config: PruneConfig, *, owned_strict: bool = Fal
         patch.setattr(integration, "OWNED_LOOP_FOR_STRICT", owned_strict)
         out = target.generate(**inputs, **options, assistant_model=draft, video_pruning=config)
     ran = LOOP[before:]
-    if config.is_loose or owned_strict:
+    passed = getattr(options.get("generation_config"), "do_sample", None)
+    sampled = options.get("do_sample", passed if passed is not None else target.generation_config.do_sample)
+    if config.is_loose or owned_strict or sampled:
         assert len(ran) == 1, "the owned loop must run exactly once"
-        assert type(ran[0]) is (LooseVerification if config.is_loose else StrictVerification)
+        rule = LooseVerification if config.is_loose else SpeculativeSampling if sampled else StrictVerification
+        assert type(ran[0]) is rule
     else:
-        assert not ran, "strict calls run the stock loop unless OWNED_LOOP_FOR_STRICT"
+        assert not ran, "greedy strict calls run the stock loop unless OWNED_LOOP_FOR_STRICT"
     assert (target.generation_config.to_dict(), draft.generation_config.to_dict()) == configs
     return out
 
@@ -1218,6 +1213,27 @@ def test_loose_tokenizer_special_tokens_and_rule_reach_the_loop():
     assert tokenizer.convert_tokens_to_ids("<|im_start|>") in the_rule.protected
 
 
+def test_loose_accepts_a_processor_as_tokenizer():
+    """``tokenizer=processor`` (a processor has no all_special_ids of its own) protects exactly what
+    ``tokenizer=processor.tokenizer`` does: <|im_start|>, <|vision_start|>, the box/object-ref tokens, ..."""
+    model_type = "qwen2_5_vl"
+    target, draft, processor = family(model_type)
+    inputs = inputs_for(model_type)
+    protected = []
+    for tokenizer in (processor.tokenizer, processor):
+        spec(target, draft, inputs, loose(), max_new_tokens=4, tokenizer=tokenizer)
+        protected.append(LOOP[-1].rule.protected)
+    assert protected[1] == protected[0]
+    only_the_tokenizer_knows = set(processor.tokenizer.all_special_ids) - protected_token_ids(target, GenerationConfig())
+    assert processor.tokenizer.convert_tokens_to_ids("<|im_start|>") in only_the_tokenizer_knows <= protected[1]
+
+
+def test_loose_rejects_a_tokenizer_that_knows_no_special_tokens():
+    target, draft, _ = family("qwen2_5_vl")
+    expect_rejected(target, draft, inputs_for("qwen2_5_vl"), r"object has no `all_special_ids`.*processor\.tokenizer",
+                    video_pruning=LOOSE, do_sample=False, max_new_tokens=4, tokenizer=object())
+
+
 def test_loose_needs_the_tokenizer():
     target, draft, _ = family("qwen2_5_vl")
     expect_rejected(target, draft, inputs_for("qwen2_5_vl"), r"needs `tokenizer=`.*tokenizer=processor\.tokenizer",
@@ -1484,12 +1500,13 @@ def test_loose_rejects_synced_gpus_before_decoding():
                     max_new_tokens=4, synced_gpus=True)
 
 
-def test_owned_loop_refuses_sampling_for_direct_callers():
-    """integration rejects do_sample for loose calls; the loop itself guards callers that bypass that check."""
+def test_owned_loop_refuses_a_rule_that_does_not_match_do_sample(monkeypatch):
+    """integration picks the rule from do_sample; the loop itself guards callers that pass a mismatching one."""
     target, draft, _ = family("qwen2_5_vl")
-    with pytest.raises(ValueError, match="greedy"):
-        spec(target, draft, inputs_for("qwen2_5_vl"), strict_config(), owned_strict=True, do_sample=True,
-             max_new_tokens=4)
+    monkeypatch.setattr(integration._Call, "verification", lambda *args: StrictVerification())
+    with pytest.raises(ValueError, match="StrictVerification is a greedy rule but the call has do_sample=True"):
+        target.generate(**inputs_for("qwen2_5_vl"), assistant_model=draft, video_pruning=strict_config(),
+                        do_sample=True, max_new_tokens=4)
 
 
 @pytest.mark.parametrize("gamma, relax_ratio, shift_window, warns", [

@@ -81,3 +81,54 @@ def test_end_to_end_through_the_real_processor(qwen_pair, qwen_processor):
     text = qwen_processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
     assert isinstance(text, str) and text.strip()
     assert last_stats(target).kept_video_tokens == max(1, int(0.1 * last_stats(target).video_tokens))
+
+
+class FakeEvent:
+    """A device timing event: every event pair measures 2 ms."""
+
+    def __init__(self, timeline: list, device):
+        self.timeline, self.device, self.synchronized = timeline, device, False
+        timeline.append(("record", self))
+
+    def synchronize(self):
+        self.synchronized = True
+        self.timeline.append(("event sync", self))
+
+    def elapsed_time(self, end):
+        assert end.synchronized, "read before its end event completed"
+        return 2.0
+
+
+def test_timers_on_an_accelerator_synchronise_per_round_not_per_token(qwen_pair, video_inputs, monkeypatch):
+    """On an accelerator the host only queues kernels. Pretending the CPU is one (fake events, a synchronisation
+    spy): the per-round/per-call times synchronise exactly where they are recorded — once per verification round and
+    once for the draft prefill — while the per-layer capture and the per-token draft steps use events, read once."""
+    import specvlm_hf.candidate as candidate_module
+    import specvlm_hf.stats as stats_module
+
+    target, draft = qwen_pair
+    timeline: list = []
+    monkeypatch.setattr(stats_module, "_on_host", lambda device: False)
+    monkeypatch.setattr(stats_module, "_recorded_event", lambda device: FakeEvent(timeline, device))
+    monkeypatch.setattr(candidate_module, "synchronize", lambda device: timeline.append(("sync", device)))
+    draft_forwards = []
+    hook = draft.register_forward_pre_hook(lambda *args: draft_forwards.append(1))
+    try:
+        target.generate(**video_inputs(num_frames=4), max_new_tokens=12, do_sample=False, assistant_model=draft,
+                        video_pruning=PruneConfig(keep_ratio=0.5, num_draft_tokens=4))
+    finally:
+        hook.remove()
+    stats = last_stats(target)
+    syncs = [entry for entry in timeline if entry[0] == "sync"]
+    assert len(syncs) == stats.rounds + 2  # every strategy update (prefill + rounds) and the draft prefill
+    decode_steps = len(draft_forwards) - 1  # the draft's forwards after its prefill
+    assert decode_steps > len(syncs)  # so not one per token
+    records = [entry[1] for entry in timeline if entry[0] == "record"]
+    layers = target.config.get_text_config().num_hidden_layers
+    assert len(records) == 2 * (layers + decode_steps)  # one event pair per captured layer and per draft step
+    assert stats.capture_s == pytest.approx(layers * 0.002) and stats.draft_s == pytest.approx(decode_steps * 0.002)
+    # Events are read once, after they were recorded: the capture's at the end of the prefill, the draft's at the end.
+    event_syncs = [i for i, entry in enumerate(timeline) if entry[0] == "event sync"]
+    assert len(event_syncs) == layers + decode_steps
+    first_draft_record = next(i for i, entry in enumerate(timeline) if entry[0] == "record" and i > event_syncs[0])
+    assert all(i > first_draft_record for i in event_syncs[layers:])

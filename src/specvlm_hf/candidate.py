@@ -1,17 +1,21 @@
 """The candidate generator: pruned draft prompt, draft loop, cache rollback, stats.
 
-It plugs into the stock ``_assisted_decoding`` loop of transformers (which verifies the candidates):
+It plugs into the stock ``_assisted_decoding`` loop of transformers (greedy strict calls) and into our own loop
+(`decoding.py`: sampled and loose calls), which verify the candidates:
 
 1. First iteration: arm the verifier attention capture and return no candidates, so the target prefills the
    full prompt *alone* and emits the first token (its prefill never carries draft tokens).
 2. Second call: read the captured scores, select the kept video tokens (Stage I + II), and prefill the draft on
    the pruned prompt with its **own** vision features (from the snapshot of the raw inputs) at the kept rows.
 3. Every call: roll the draft's own cache back to the accepted prefix, feed the tokens it has not seen, and draft
-   gamma tokens one forward each, applying the target's logits processors to every drafted position.
+   gamma tokens one forward each, applying the target's logits processors to every drafted position. A drafted
+   token that would stop generation ends the block: greedy drafts leave it to the target's bonus token, sampled
+   drafts keep it as the last candidate (see `_draft`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections.abc import Mapping
@@ -28,7 +32,7 @@ from .compat import CACHE_KEY
 from .config import PruneConfig
 from .families import FamilySpec
 from .pruning import select_video_tokens
-from .stats import SpecStats
+from .stats import DeviceTimer, SpecStats, synchronize
 
 
 class DraftPositions:
@@ -122,6 +126,8 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self.reusable_features = model_kwargs.get("mm_encoder_outputs") if draft is target else None
         self.target_vocab = target.config.get_text_config().vocab_size
         self.draft_vocab = draft.config.get_text_config().vocab_size
+        # Inputs go to the draft's first device, as for any forward: under a device map, accelerate's hooks move each
+        # module's inputs to that module's own device.
         self.draft_device = draft.device
         self._vocab_pad: torch.Tensor | None = None
         stats.video_tokens = self.video_positions.numel()
@@ -137,6 +143,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self._last_candidates = 0
         self._mark = 0.0
         self._own_seconds = 0.0
+        self._draft_timer = DeviceTimer()
         self._random = torch.Generator().manual_seed(prune_config.seed)
 
     # -- the CandidateGenerator interface ------------------------------------------------------------------------
@@ -176,6 +183,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
             self._own_seconds += self._mark - start
 
     def update_candidate_strategy(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, num_matches: int):
+        synchronize(input_ids.device)  # the target's forward is done on the device too (once per round)
         now = time.perf_counter()
         if self._awaiting_prefill:
             self.stats.target_prefill_s += now - self._mark
@@ -192,12 +200,13 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
     def disarm(self) -> None:
         if self.capture is not None:
             self.capture.disarm()
-            self.stats.capture_s = self.capture.seconds
+            self.stats.capture_s = self.capture.timer.seconds
 
     def close(self) -> None:
         """Restore everything we touched and release the draft cache (idempotent; called from a ``finally``)."""
         self.disarm()
         self.cache = None
+        self.stats.draft_s = self._draft_timer.seconds
         self.stats.overhead_s = max(0.0, self._own_seconds - self.stats.draft_prefill_s - self.stats.draft_s)
 
     # -- stage 1: capture during the target's prefill --------------------------------------------------------------
@@ -265,6 +274,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         )
         logits = self._draft_forward(ids, positions, features)
         self.fed = generated[0].tolist()
+        synchronize(logits.device)  # once per call
         self.stats.draft_prefill_s += time.perf_counter() - start
         return logits
 
@@ -286,7 +296,9 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
             else:
                 continue
             if modality == "video":
-                output = _slice_mm_encoder_output(output, self.kept_rows.to(self.draft_device))
+                # CPU indices index a tensor on any device: the features live where the vision tower's merger (and,
+                # for deepstack, each contributing block) is, which under a device map need not be draft.device.
+                output = _slice_mm_encoder_output(output, self.kept_rows.cpu())
             features[modality] = output
         return features
 
@@ -311,12 +323,20 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
             else:
                 token = scores.argmax(dim=-1, keepdim=True)
             extended = torch.cat([sequence, token.to(sequence.device)], dim=-1)
-            if self._would_stop(extended):
-                # Leave that token to the target's bonus position: the stock loop commits every accepted draft and
-                # checks stopping criteria only after the block, so a drafted stop token would overshoot the stop.
+            stops = self._would_stop(extended)
+            if stops and not self.do_sample:
+                # Greedy: leave that token to the target's bonus position (exact: the target's argmax there is the
+                # same token when the draft is right). The stock loop, which runs greedy calls, commits every accepted
+                # draft and checks stopping criteria only after the block: a drafted stop token would overshoot.
                 break
             drafted_logits.append(scores)
             sequence = extended
+            if stops:
+                # Sampling: the stop token ends the block as its last candidate, with the distribution it was drawn
+                # from. Dropping it would draft every kept token from that distribution conditioned on "no stop" while
+                # verification assumes the unconditioned one (stop tokens under-weighted). The owned loop, which runs
+                # sampled calls, commits nothing past it (decoding.py, "Stops inside a block").
+                break
         if not drafted_logits:
             return input_ids, None
         # The candidate logits are exactly the processed distributions the tokens were drawn from (exact sampling).
@@ -347,7 +367,6 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
 
     def _draft_forward(self, ids: torch.LongTensor, positions: torch.Tensor | None = None, features=None):
         """One draft forward on `ids` (target vocabulary) appended to its cache; returns the last logits."""
-        start = time.perf_counter()
         if positions is None:
             positions = self.positions.generated(self.prompt_length + len(self.fed), ids.shape[1])
             self.fed.extend(ids[0].tolist())
@@ -360,10 +379,9 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         }
         if features:
             inputs["mm_encoder_outputs"] = features
-        logits = self.draft(**inputs, return_dict=True).logits[:, -1, :]
-        if features is None:
-            self.stats.draft_s += time.perf_counter() - start
-        return logits
+        # Decode steps count in draft_s (timed without a host sync per token); the prefill has its own timer.
+        with self._draft_timer.section(self.draft_device) if features is None else contextlib.nullcontext():
+            return self.draft(**inputs, return_dict=True).logits[:, -1, :]
 
     def _to_draft_vocab(self, ids: torch.LongTensor) -> torch.LongTensor:
         # A target token the draft cannot embed (only possible in the target's padding rows) is shown as id 0;

@@ -2,7 +2,8 @@
 
 During the target's own prefill (one forward), every captured decoder layer also computes — as a side
 computation beside the untouched attention kernel — the softmax rows of the *query tokens* only, over all
-keys: O(n_query x L) per layer, never an L x L matrix, no eager attention, no ``output_attentions``. The rows
+keys: O(n_query x L) work per layer, never an L x L matrix, no eager attention, no ``output_attentions``, in chunks
+of query rows whose float32 logits stay within `CAPTURE_CHUNK_FLOATS` (`video_attention_rows`). The rows
 are averaged over heads, then query rows, then layers, and the result is renormalised over the video tokens
 (attention sinks on text tokens must not shrink the video mass).
 
@@ -17,12 +18,13 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 
 import torch
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+
+from .stats import DeviceTimer
 
 # Base implementations we can wrap. Flash / flex / paged kernels take other mask formats and call paths that we
 # cannot test without a GPU, so they get a clear error instead (README "Limits").
@@ -72,6 +74,10 @@ def query_positions(prompt_ids: torch.Tensor, placeholder_ids: Sequence[int]) ->
     return queries if queries.numel() else torch.tensor([prompt_ids.numel() - 1], device=prompt_ids.device)
 
 
+# Largest working set of the side computation: float32 logits per chunk of query rows (2**24 floats = 64 MiB).
+CAPTURE_CHUNK_FLOATS = 1 << 24
+
+
 def video_attention_rows(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -79,31 +85,52 @@ def video_attention_rows(
     scaling: float,
     query_rows: torch.Tensor,
     video_columns: torch.Tensor,
+    max_chunk_floats: int | None = None,
 ) -> torch.Tensor:
     """Attention probabilities from `query_rows` to `video_columns`, averaged over heads and query rows.
 
     `query` is ``(1, heads, q_len, d)``, `key` is ``(1, kv_heads, kv_len, d)`` (grouped-query attention is
     handled without repeating the keys). Returns a float32 vector of length ``len(video_columns)``.
+
+    Memory: the query rows go in chunks of ``c = max(1, max_chunk_floats // (heads * kv_len))`` rows
+    (`max_chunk_floats` defaults to `CAPTURE_CHUNK_FLOATS`), and each chunk's softmax is taken in place, so the
+    largest temporary is one chunk's float32 logits: at most ``max(max_chunk_floats, heads * kv_len)`` floats,
+    whatever the number of query rows. Besides it, per chunk: its mask rows (``c x kv_len``) and its video
+    probabilities (``heads x c x len(video_columns)``); per layer: a float32 copy of the keys when they are not float32
+    and the key positions (``kv_len`` integers).
     """
     batch, heads, _, dim = query.shape
     kv_heads, kv_len = key.shape[1], key.shape[2]
     groups = heads // kv_heads
     n_query = query_rows.numel()
-    # Heads are laid out kv-head-major (repeat_kv repeats each kv head `groups` times consecutively).
-    q = query[:, :, query_rows].float().reshape(batch, kv_heads, groups * n_query, dim)
-    logits = torch.matmul(q, key.float().transpose(-1, -2)).mul_(scaling).view(batch, heads, n_query, kv_len)
-    if attention_mask is None:
-        # sdpa_mask may return None (causal skip): apply causality ourselves.
-        allowed = torch.arange(kv_len, device=logits.device)[None, :] <= query_rows.to(logits.device)[:, None]
-        logits.masked_fill_(~allowed, float("-inf"))
-    else:
-        rows_mask = attention_mask[:, :, query_rows.to(attention_mask.device), :kv_len].to(logits.device)
-        if rows_mask.dtype == torch.bool:
-            logits.masked_fill_(~rows_mask, float("-inf"))
+    # With a device map every decoder layer may live on its own device: index tensors follow the operand they index.
+    query_rows = query_rows.to(query.device)
+    video_columns = video_columns.to(query.device)
+    keys = key.float().transpose(-1, -2)
+    limit = CAPTURE_CHUNK_FLOATS if max_chunk_floats is None else max_chunk_floats
+    total = torch.zeros(batch, video_columns.numel(), dtype=torch.float32, device=query.device)
+    key_positions = torch.arange(kv_len, device=query.device)
+    for rows in query_rows.split(max(1, limit // (heads * kv_len))):
+        n = rows.numel()
+        # Heads are laid out kv-head-major (repeat_kv repeats each kv head `groups` times consecutively).
+        q = query[:, :, rows].float().reshape(batch, kv_heads, groups * n, dim)
+        logits = torch.matmul(q, keys).mul_(scaling).view(batch, heads, n, kv_len)
+        if attention_mask is None:
+            # sdpa_mask may return None (causal skip): apply causality ourselves.
+            allowed = key_positions[None, :] <= rows[:, None]
+            logits.masked_fill_(~allowed, float("-inf"))
         else:
-            logits.add_(rows_mask.float())
-    probs = torch.softmax(logits, dim=-1)
-    return probs[..., video_columns.to(probs.device)].mean(dim=(1, 2))[0]
+            rows_mask = attention_mask[:, :, rows.to(attention_mask.device), :kv_len].to(logits.device)
+            if rows_mask.dtype == torch.bool:
+                logits.masked_fill_(~rows_mask, float("-inf"))
+            else:
+                logits.add_(rows_mask.float())
+        # Softmax in place (what torch.softmax computes, without its full-size output copy).
+        logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
+        logits.div_(logits.sum(dim=-1, keepdim=True))
+        total += logits[..., video_columns].sum(dim=(1, 2))
+        del logits  # freed before the next chunk's logits are allocated
+    return total[0] / (heads * n_query)
 
 
 class VerifierAttentionCapture:
@@ -127,7 +154,7 @@ class VerifierAttentionCapture:
         self.video_positions = video_positions
         self.layers = frozenset(layers)
         self.prompt_length = prompt_length
-        self.seconds = 0.0
+        self.timer = DeviceTimer()  # the side computation's time (SpecStats.capture_s)
         self._sum: torch.Tensor | None = None
         self._captured_layers: set[int] = set()
         self._name: str | None = None
@@ -169,15 +196,14 @@ class VerifierAttentionCapture:
             layer = getattr(module, "layer_idx", None)
             # Only the prefill forward (queries = the whole prompt) of the selected layers is captured.
             if layer in capture.layers and query.shape[2] == capture.prompt_length:
-                start = time.perf_counter()
-                if scaling is None:
-                    scaling = query.shape[-1] ** -0.5
-                rows = video_attention_rows(
-                    query, key, attention_mask, scaling, capture.query_positions, capture.video_positions
-                )
-                capture._sum = rows if capture._sum is None else capture._sum + rows.to(capture._sum.device)
+                with capture.timer.section(query.device):
+                    if scaling is None:
+                        scaling = query.shape[-1] ** -0.5
+                    rows = video_attention_rows(
+                        query, key, attention_mask, scaling, capture.query_positions, capture.video_positions
+                    )
+                    capture._sum = rows if capture._sum is None else capture._sum + rows.to(capture._sum.device)
                 capture._captured_layers.add(layer)
-                capture.seconds += time.perf_counter() - start
             return output
 
         return attention_with_capture

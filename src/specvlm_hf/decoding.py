@@ -1,19 +1,30 @@
-"""Our own assisted-decoding loop, for verification rules the stock loop cannot express (LVSpec's loose rule).
+"""Our own assisted-decoding loop, for the acceptance rules the stock loop cannot express exactly.
 
-It runs in place of ``GenerationMixin._assisted_decoding`` when ``PruneConfig(verify="loose")``; strict calls keep the
-stock loop. generate() has already prepared everything (logits processors, stopping criteria, the cache, the
-target's position ids and multimodal features), so the loop only has to:
+It runs in place of ``GenerationMixin._assisted_decoding`` for ``PruneConfig(verify="loose")`` (LVSpec's rule) and
+for sampled calls (``do_sample=True``: speculative sampling, `verification.speculative_sampling_block`); greedy
+strict calls keep the stock loop. generate() has already prepared everything (logits processors, stopping criteria,
+the cache, the target's position ids and multimodal features). One round, top to bottom:
 
-1. ask the candidate generator for drafted tokens (the first round returns none, so the target prefills alone);
+1. ask the candidate generator for drafted tokens and the processed scores they were drawn from (the first round
+   returns none, so the target prefills alone);
 2. run the target once on them, preparing its inputs with transformers' own helpers, exactly as the stock loop does
    (so that, with the strict rule, the output is token-identical to stock);
-3. apply the logits processors to every position and let the verification object decide how many drafted tokens
-   to accept (plus the target's bonus token);
-4. commit, stream, crop the target cache, update the candidate generator and the model kwargs, record the optional
-   outputs (scores, raw logits, attentions, hidden states, one entry per generated token as in every HF loop) and
-   check the stopping criteria.
+3. apply the logits processors to every position and let the verification object (a pure rule) decide how many
+   drafted tokens to accept and the target's bonus token;
+4. commit the accepted tokens and the bonus, but nothing past a token at which generation stops (below);
+5. stream, crop the target cache, update the candidate generator and the model kwargs, record the optional outputs
+   (scores, raw logits, attentions, hidden states, one entry per generated token as in every HF loop) and check the
+   stopping criteria.
 
-Greedy only: the loose rule is not defined for sampling (`integration` rejects ``do_sample=True`` before decoding).
+**Stops inside a block.** Generating token by token checks the stopping criteria after every token, so a block must
+stop where they first fire. Under sampling the draft keeps a drawn stop token as the block's last candidate (dropping
+it would draft every kept token from the draft's distribution conditioned on "no stop" while verification assumes
+the unconditioned one, under-weighting stop tokens); when verification accepts it, it is committed and the bonus is
+not. Step 4 therefore checks the criteria after every accepted drafted token (the calls generation token by token
+makes too) and cuts the block after the first one that fires. The stock loop cannot do this: it crops at eos only,
+and commits the bonus past a drafted token that meets any other criterion (a user criterion, a stop string) — in
+transformers 5.23 and 5.24 alike. Greedy strict calls never need it: there the draft leaves a stop token to the
+target's bonus (exact, since the target's argmax at that position is the same token when the draft is right).
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ from transformers.generation.utils import (
 
 from .compat import CACHE_KEY, output_cache
 from .stats import SpecStats
-from .verification import RELAXED, SHIFTED, StrictVerification
+from .verification import RELAXED, SHIFTED, BlockVerdict, SpeculativeSampling, StrictVerification
 
 
 class _OutputRecorder:
@@ -94,19 +105,25 @@ def assisted_decoding(
     tokenizer: Any = None,
     **model_kwargs: Any,
 ) -> Any:
-    """Speculative decoding with `verification` (default: strict exact match) as the acceptance rule.
+    """Speculative decoding with `verification` as the acceptance rule (default: exact match when greedy, speculative
+    sampling when ``do_sample=True``).
 
     Same signature and return value as ``GenerationMixin._assisted_decoding`` (generate() calls it in its place);
     `stats` receives the loose rule's counters.
     """
     if synced_gpus:
-        raise ValueError("verify='loose' runs on one process: synced_gpus (DeepSpeed ZeRO-3 / FSDP) is not supported.")
-    if generation_config.do_sample:
-        # integration rejects it before decoding; this guards direct callers (the loop implements greedy only).
-        raise ValueError("the owned assisted-decoding loop is greedy: do_sample=True is not supported.")
+        raise ValueError("the owned assisted-decoding loop runs on one process: synced_gpus (DeepSpeed ZeRO-3 / FSDP) "
+                         "is not supported.")
     if not model_kwargs.get("use_cache"):
         raise ValueError("speculative decoding requires `use_cache=True`.")
-    verification = verification if verification is not None else StrictVerification()
+    sampling = bool(generation_config.do_sample)
+    if verification is None:
+        verification = SpeculativeSampling(generation_config.assistant_ensemble_weight) if sampling \
+            else StrictVerification()
+    if verification.samples != sampling:
+        # integration picks the rule from do_sample; this guards direct callers.
+        raise ValueError(f"{type(verification).__name__} is a {'sampling' if verification.samples else 'greedy'} rule "
+                         f"but the call has do_sample={sampling}.")
     cache = model_kwargs.get(CACHE_KEY)
     if cache is None:
         raise RuntimeError("assisted decoding requires a cache prepared by generate().")
@@ -121,14 +138,13 @@ def assisted_decoding(
         assistant_tokenizer=assistant_tokenizer,
         model_kwargs=model_kwargs,
     )
-    eos = getattr(generation_config, "_eos_token_tensor", None)
     recorder = _OutputRecorder(generation_config)
     outputs = None
     first = True
     accepted = 0
     while True:
         cur_len = input_ids.shape[1]
-        candidates, _ = generator.get_candidates(
+        candidates, draft_scores = generator.get_candidates(
             input_ids, model_kwargs=model_kwargs, model_outputs=outputs, is_first_iteration=first,
             n_last_matches=accepted,
         )
@@ -144,11 +160,10 @@ def assisted_decoding(
         hidden = outputs.hidden_states[-1] if verification.needs_hidden_states else None
         if first:
             verification.observe_prefill(hidden)
-        verdict = verification.verify(candidates[0, cur_len:], processed[0], hidden)
-        bonus = torch.tensor([[verdict.bonus]], dtype=candidates.dtype, device=candidates.device)
-        new_tokens = torch.cat([candidates[:, cur_len : cur_len + verdict.accepted], bonus], dim=-1)
-        new_tokens = _crop_at_stop(new_tokens, generation_config.max_length - cur_len, eos)
-        accepted = new_tokens.shape[1] - 1
+        verdict = verification.verify(candidates[0, cur_len:], processed[0], hidden,
+                                      draft_scores=None if draft_scores is None else draft_scores[0])
+        new_tokens, accepted, stopped = _tokens_to_commit(candidates, cur_len, verdict, processed, stopping_criteria,
+                                                          recorder.scores, generation_config.max_length)
         if stats is not None:
             kinds = verdict.kinds[:accepted]
             stats.relaxed_accepted += kinds.count(RELAXED)
@@ -160,11 +175,12 @@ def assisted_decoding(
         output_cache(outputs).crop(-(drafted - accepted))
         generator.update_candidate_strategy(input_ids, processed, accepted)
         model_kwargs = target._update_model_kwargs_for_generation(
-            outputs, model_kwargs, is_encoder_decoder=target.config.is_encoder_decoder, num_new_tokens=accepted + 1
+            outputs, model_kwargs, is_encoder_decoder=target.config.is_encoder_decoder,
+            num_new_tokens=new_tokens.shape[1],
         )
-        recorder.add(outputs, processed, raw, cur_len, accepted + 1, first)
+        recorder.add(outputs, processed, raw, cur_len, new_tokens.shape[1], first)
         first = False
-        if bool(stopping_criteria(input_ids, recorder.scores).all()):
+        if stopped or bool(stopping_criteria(input_ids, recorder.scores).all()):
             break
     if streamer is not None:
         streamer.end()
@@ -191,15 +207,24 @@ def _target_inputs(target, candidates: torch.LongTensor, drafted: int, first: bo
     return inputs
 
 
-def _crop_at_stop(tokens: torch.LongTensor, budget: int, eos: torch.Tensor | None) -> torch.LongTensor:
-    """Never commit past max_length or past an eos token.
+def _tokens_to_commit(candidates: torch.LongTensor, cur_len: int, verdict: BlockVerdict, processed: torch.Tensor,
+                      stopping_criteria: Any, scores: tuple | None, max_length: int
+                      ) -> tuple[torch.LongTensor, int, bool]:
+    """The tokens one round commits, how many of them are accepted drafted tokens, and whether generation stopped at
+    the last of them.
 
-    Our draft never proposes a token that would stop generation (the target's bonus takes that position), so this only
-    guards against candidate generators that do.
+    The accepted drafted tokens then the bonus token, but nothing past max_length, nor past an accepted drafted token
+    at which the stopping criteria fire (module docstring, "Stops inside a block"); the bonus itself is checked by the
+    loop, as every generated token. `scores` are the processed scores recorded so far (None unless the call records
+    them): each check sees the scores generation token by token would pass.
     """
-    tokens = tokens[:, :budget]
-    if eos is not None:
-        hits = torch.isin(tokens[0], eos.to(tokens.device)).nonzero()
-        if hits.numel():
-            tokens = tokens[:, : int(hits[0]) + 1]
-    return tokens
+    accepted = min(verdict.accepted, max_length - cur_len)
+    for i in range(1, accepted + 1):
+        seen = None if scores is None else scores + tuple(processed[:, j] for j in range(i))
+        if bool(stopping_criteria(candidates[:, : cur_len + i], seen).all()):
+            return candidates[:, cur_len : cur_len + i], i, True
+    tokens = candidates[:, cur_len : cur_len + accepted]
+    if cur_len + accepted < max_length:
+        bonus = torch.tensor([[verdict.bonus]], dtype=candidates.dtype, device=candidates.device)
+        tokens = torch.cat([tokens, bonus], dim=-1)
+    return tokens, accepted, False

@@ -9,10 +9,12 @@ Importing specvlm_hf calls `register()`, which patches three methods of ``Genera
 * ``_get_candidate_generator`` — returns our `PrunedVideoCandidateGenerator` for the active call's target.
 * ``_validate_generation_mode`` — skips the stock tokenizer check for the active call (our compatibility check
   replaces it: stock rejects pairs whose vocabularies differ only by padding, e.g. Qwen2.5-VL 7B vs 3B).
-* ``_assisted_decoding`` — records the prepared stopping criteria for the active call: the draft stops drafting
+* ``_assisted_decoding`` — records the prepared stopping criteria for the active call: the draft ends its block
   where they would stop generation, so that the loop never commits tokens past a stop (the stock loop crops only at
-  eos and max_length) and the output length equals the target's alone. Strict calls then run the stock loop;
-  ``verify="loose"`` calls run our own loop (`decoding.assisted_decoding`) with LVSpec's rule.
+  eos and max_length) and the output length equals the target's alone. Greedy strict calls then run the stock loop;
+  sampled calls (speculative sampling) and ``verify="loose"`` calls (LVSpec's rule) run our own loop
+  (`decoding.assisted_decoding`), which alone can commit a sampled stop token without a bonus after it (exact
+  sampling with stop tokens: `decoding`'s docstring).
 
 The active call lives in a ``ContextVar``: concurrent calls in other threads never see it.
 """
@@ -27,7 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, StaticCache
+from transformers import (
+    GenerationConfig,
+    QuantizedCache,
+    StaticCache,
+    SynthIDTextWatermarkingConfig,
+    SynthIDTextWatermarkLogitsProcessor,
+)
 from transformers.distributed.fsdp import is_fsdp_managed_module
 from transformers.distributed.utils import _get_torch_distributed_world_size
 from transformers.generation.utils import GenerationMixin
@@ -40,10 +48,18 @@ from .compat import passed_cache
 from .config import PruneConfig
 from .families import FamilySpec, check_draft_compatible
 from .stats import SpecStats, record_last_stats
-from .verification import LooseRule, LooseVerification, StrictVerification, protected_token_ids, relaxed_count
+from .verification import (
+    LooseRule,
+    LooseVerification,
+    SpeculativeSampling,
+    StrictVerification,
+    protected_token_ids,
+    relaxed_count,
+    special_tokens_source,
+)
 
 _STOCK: dict[str, Any] = {}
-# Strict calls run the stock loop. The tests set this to True to check that our loop's default rule (strict) is
+# Greedy strict calls run the stock loop. The tests set this to True to check that our loop's greedy rule (strict) is
 # token-identical to it.
 OWNED_LOOP_FOR_STRICT = False
 _ACTIVE: ContextVar[_Call | None] = ContextVar("specvlm_active_call", default=None)
@@ -63,12 +79,13 @@ class _Call:
     generator: PrunedVideoCandidateGenerator | None = None
     stopping_criteria: Any = None
 
-    @property
-    def runs_owned_loop(self) -> bool:
-        return self.prune_config.is_loose or OWNED_LOOP_FOR_STRICT
+    def runs_owned_loop(self, generation_config: GenerationConfig) -> bool:
+        return self.prune_config.is_loose or bool(generation_config.do_sample) or OWNED_LOOP_FOR_STRICT
 
     def verification(self, input_ids: torch.LongTensor, generation_config: GenerationConfig, tokenizer: Any):
         """The acceptance rule of the owned loop for this call."""
+        if generation_config.do_sample:  # loose calls are greedy (rejected before decoding otherwise)
+            return SpeculativeSampling(generation_config.assistant_ensemble_weight)
         if not self.prune_config.is_loose:
             return StrictVerification()
         protected = protected_token_ids(self.target, generation_config, tokenizer)
@@ -114,16 +131,31 @@ def is_registered() -> bool:
 # -- the patched methods ---------------------------------------------------------------------------------------------
 
 
-def _generate(self, *args, **kwargs):
+def _requested_pruning(model, args: tuple, kwargs: dict) -> Any:
+    """The call's ``video_pruning`` (popped from `kwargs`), resolved as generate() merges generation configs.
+
+    The kwarg wins; else a passed GenerationConfig's value; else — only for calls with an assistant, like
+    ``num_assistant_tokens`` — the model's own ``generation_config.video_pruning`` (e.g. saved in
+    generation_config.json and reloaded, then in its to_dict() form). generate() fills every field a passed config
+    leaves unset from the model's config, and so do we. A config marked ``is_assistant`` is the one stock assisted
+    generation hands to an assistant's nested ``generate``: whatever it carries belongs to the target's call, never to
+    the assistant's.
+    """
     value = kwargs.pop("video_pruning", None)
-    if value is None:
-        # A GenerationConfig may carry it too — the one passed, else the model's own (e.g. saved in
-        # generation_config.json and reloaded: then it is the to_dict() form).
-        generation_config = kwargs.get("generation_config", args[1] if len(args) > 1 else None)
-        value = getattr(generation_config, "video_pruning", None)
-        if generation_config is None and kwargs.get("assistant_model") is not None:
-            # The model's stored default applies, like num_assistant_tokens, only to calls with an assistant.
-            value = getattr(self.generation_config, "video_pruning", None)
+    if value is not None:
+        return value
+    named = dict(zip(_GENERATE_PARAMETERS, args)) | kwargs
+    generation_config = named.get("generation_config")
+    if getattr(generation_config, "is_assistant", False):
+        return None
+    value = getattr(generation_config, "video_pruning", None)
+    if value is None and named.get("assistant_model") is not None:
+        value = getattr(model.generation_config, "video_pruning", None)
+    return value
+
+
+def _generate(self, *args, **kwargs):
+    value = _requested_pruning(self, args, kwargs)
     if value is None:
         return _STOCK["generate"](self, *args, **kwargs)
     prune_config = PruneConfig.coerce(value)
@@ -168,7 +200,7 @@ def _assisted_decoding(self, input_ids, logits_processor, stopping_criteria, gen
     call = _ACTIVE.get()
     if call is not None and call.target is self:
         call.stopping_criteria = stopping_criteria
-        if call.runs_owned_loop:
+        if call.runs_owned_loop(generation_config):
             verification = call.verification(input_ids, generation_config, kwargs.get("tokenizer"))
             return decoding.assisted_decoding(self, input_ids, logits_processor, stopping_criteria, generation_config,
                                               *args, verification=verification, stats=call.stats, **kwargs)
@@ -206,6 +238,8 @@ def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) 
     _reject_unsupported_options(target, prune_config, named)
     if prune_config.is_loose:
         _reject_loose_options(target, prune_config, named)
+    if prune_config.is_loose or _effective_option(target, named, "do_sample"):
+        _reject_owned_loop_options(target, prune_config, named)
     _reject_assistant_schedule(draft, prune_config)
 
     input_ids = named.get("input_ids", named.get("inputs"))
@@ -222,6 +256,15 @@ def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) 
 
     raw_inputs = {key: named[key] for key in family.raw_inputs if named.get(key) is not None}
     video_sizes = _check_video_placeholders(target, family, input_ids, raw_inputs)
+    if not video_sizes:
+        # A notice, not an error: the call is still correct (plain speculative decoding), and stats.video_tokens is 0.
+        warnings.warn(
+            "`video_pruning` found no video placeholders in input_ids, so there is nothing to prune: the draft sees "
+            "the whole prompt (images are never pruned) and the call is plain speculative decoding. Pass the "
+            "processor's output for a prompt with a video, or drop video_pruning for this call.",
+            UserWarning,
+            stacklevel=3,
+        )
     if prune_config.needs_verifier_attention and video_sizes:
         check_capture_supported(target)
         prune_config.layer_indices(target.config.get_text_config().num_hidden_layers)
@@ -256,19 +299,52 @@ def _explicit_option(named: dict, name: str) -> Any:
     return None
 
 
-def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) -> None:
-    for name, why in (
-        ("inputs_embeds", "the draft's pruned prompt is built from input_ids; pass input_ids from the processor"),
-        ("mm_encoder_outputs", "the draft must run its own vision tower on the raw video; pass pixel_values_videos"),
-        ("prefill_chunk_size", "the verifier's attention is captured during a single prefill forward"),
-        ("custom_generate", "video_pruning runs the stock assisted-decoding loop"),
-        ("assistant_tokenizer", "the draft must share the target's tokenizer (vocabularies may differ by padding)"),
-        ("prompt_lookup_num_tokens", "it selects a different candidate generator"),
-        ("assistant_early_exit", "it selects a different candidate generator"),
-    ):
-        if named.get(name) is not None:
-            raise ValueError(f"`{name}` cannot be combined with `video_pruning`: {why}. Remove `{name}`.")
+# Options that cannot work with video_pruning: (name, why). The fix is always to remove the option. Generate kwargs
+# count when passed; GenerationConfig fields also from a passed GenerationConfig or the model's own generation_config
+# (generate merges them), so that none is silently dropped on our path.
+_UNSUPPORTED_KWARGS = (
+    ("inputs_embeds", "the draft's pruned prompt is built from input_ids; pass input_ids from the processor"),
+    ("mm_encoder_outputs", "the draft must run its own vision tower on the raw video; pass pixel_values_videos"),
+    ("custom_generate", "video_pruning runs the stock assisted-decoding loop"),
+    ("assistant_tokenizer", "the draft must share the target's tokenizer (vocabularies may differ by padding)"),
+)
+_UNSUPPORTED_FIELDS = (
+    ("prefill_chunk_size", "the verifier's attention is captured during a single prefill forward"),
+    ("prompt_lookup_num_tokens", "it selects a different candidate generator"),
+    ("assistant_early_exit", "it selects a different candidate generator"),
+    ("use_mtp", "it selects a different candidate generator (the model's multi-token-prediction heads)"),
+    ("speculation_type", "it selects a different candidate generator"),
+    ("dola_layers", "DoLa decoding contrasts early layers' logits with the final layer's in a loop of its own, while "
+                    "speculative decoding verifies with the final layer's logits (stock assisted generation ignores "
+                    "dola_layers with a warning; plain generate loads DoLa from the Hub)"),
+    ("token_healing", "it re-tokenizes the prompt without its special tokens, which removes the video placeholders"),
+)
+# Caches that can be rolled back after rejected drafts (crop): the dynamic ones. Static caches cannot crop; quantized
+# layers crop only their unquantized residual (stock assisted generation fails mid-decoding with an IndexError).
+_CROPPABLE_CACHE_IMPLEMENTATIONS = (None, "dynamic", "offloaded")
 
+
+def _uses_synthid_watermark(target, named: dict) -> bool:
+    watermark = _effective_option(target, named, "watermarking_config")
+    processors = named.get("logits_processor") or ()
+    return isinstance(watermark, SynthIDTextWatermarkingConfig) or any(
+        isinstance(processor, SynthIDTextWatermarkLogitsProcessor) for processor in processors)
+
+
+def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) -> None:
+    unsupported = [(name, why) for name, why in _UNSUPPORTED_KWARGS if named.get(name) is not None]
+    unsupported += [(name, why) for name, why in _UNSUPPORTED_FIELDS
+                    if _effective_option(target, named, name) not in (None, False)]
+    for name, why in unsupported:
+        raise ValueError(f"`{name}` cannot be combined with `video_pruning`: {why}. Remove `{name}`.")
+
+    if _uses_synthid_watermark(target, named):
+        raise ValueError(
+            "SynthID watermarking cannot be combined with `video_pruning`: its logits processor keeps state across "
+            "calls (the context it has seen), and speculative decoding calls it on drafted positions that generation "
+            "token by token never shows it, so the output would differ from the target's. Remove the SynthID "
+            "`watermarking_config` (or processor); the green-list WatermarkingConfig is supported."
+        )
     if _effective_option(target, named, "guidance_scale") not in (None, 1, 1.0):
         raise ValueError(
             "`guidance_scale` (classifier-free guidance) cannot be combined with `video_pruning`: its logits "
@@ -290,11 +366,13 @@ def _reject_unsupported_options(target, prune_config: PruneConfig, named: dict) 
     if (num_beams := _effective_option(target, named, "num_beams")) not in (None, 1):
         raise ValueError(f"`video_pruning` supports num_beams=1 (speculative decoding), got num_beams={num_beams}.")
     cache_name, cache = passed_cache(named)
-    if _effective_option(target, named, "cache_implementation") in ("static", "hybrid", "sliding_window", "offloaded_static") \
-            or isinstance(cache, StaticCache):
+    implementation = _effective_option(target, named, "cache_implementation")
+    if implementation not in _CROPPABLE_CACHE_IMPLEMENTATIONS or isinstance(cache, (StaticCache, QuantizedCache)):
+        what = f"cache_implementation={implementation!r}" if implementation not in _CROPPABLE_CACHE_IMPLEMENTATIONS \
+            else f"a {type(cache).__name__}"
         raise ValueError(
-            "`video_pruning` needs a dynamic cache (rejected drafts are rolled back): remove "
-            f"`cache_implementation`/the StaticCache (`{cache_name}`) from the call."
+            f"`video_pruning` needs a dynamic cache (rejected drafts are rolled back, which {what} cannot do): remove "
+            f"`cache_implementation`/the cache object (`{cache_name}`) from the call, or use cache_implementation='dynamic'."
         )
     if cache is not None and cache.get_seq_length() > 0:
         raise ValueError(
@@ -328,14 +406,11 @@ def _reject_loose_options(target, prune_config: PruneConfig, named: dict) -> Non
             "never relax the tokenizer's special and control tokens (<|im_start|>, ...), and only the tokenizer "
             "knows them. Pass tokenizer= to generate."
         )
-    synced_gpus = named.get("synced_gpus")
-    if synced_gpus is None:  # generate()'s own default (ZeRO-3 / FSDP across several processes)
-        synced_gpus = (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(target)) \
-            and _get_torch_distributed_world_size() > 1
-    if synced_gpus:
+    if special_tokens_source(named["tokenizer"]) is None:
         raise ValueError(
-            "PruneConfig(verify='loose') runs on one process: synced_gpus (DeepSpeed ZeRO-3 / FSDP across several "
-            "processes) is not supported. Use verify='strict' or run the models unsharded."
+            f"PruneConfig(verify='loose') reads the special tokens of `tokenizer=`, but a "
+            f"{type(named['tokenizer']).__name__} has no `all_special_ids` (nor a `.tokenizer` that has). Pass the "
+            "tokenizer (or the processor holding it): tokenizer=processor.tokenizer."
         )
     if _effective_option(target, named, "do_sample"):
         raise ValueError(
@@ -358,6 +433,21 @@ def _reject_loose_options(target, prune_config: PruneConfig, named: dict) -> Non
             "num_draft_tokens.",
             UserWarning,
             stacklevel=4,
+        )
+
+
+def _reject_owned_loop_options(target, prune_config: PruneConfig, named: dict) -> None:
+    """Options the owned loop (loose and sampled calls) does not support."""
+    synced_gpus = named.get("synced_gpus")
+    if synced_gpus is None:  # generate()'s own default (ZeRO-3 / FSDP across several processes)
+        synced_gpus = (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(target)) \
+            and _get_torch_distributed_world_size() > 1
+    if synced_gpus:
+        mode = "PruneConfig(verify='loose')" if prune_config.is_loose else "Sampling with video_pruning (do_sample=True)"
+        fix = "Use verify='strict'" if prune_config.is_loose else "Use greedy decoding"
+        raise ValueError(
+            f"{mode} runs our own decoding loop, on one process: synced_gpus (DeepSpeed ZeRO-3 / FSDP across several "
+            f"processes) is not supported. {fix} or run the models unsharded."
         )
 
 

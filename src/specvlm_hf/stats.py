@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +37,11 @@ class SpecStats:
         verify_s: the target's verification forwards (and the stock bookkeeping around them).
         overhead_s: time in our code outside model forwards (selection, logits processing, cache rollback).
     Ratios are 0.0 when their denominator is 0.
+
+    On an accelerator the host only queues kernels, so the times include the device's work: target_prefill_s,
+    verify_s and draft_prefill_s synchronise the device where they are recorded (once per round, once per call);
+    capture_s and draft_s, recorded per layer and per drafted token, are timed with device events instead, read once
+    at the end of the prefill / of the call (`DeviceTimer`). On the CPU all of them are plain host wall time.
     """
 
     new_tokens: int = 0
@@ -96,6 +104,65 @@ class SpecStats:
             f"draft_prefill={self.draft_prefill_s:.3f}, draft={self.draft_s:.3f}, verify={self.verify_s:.3f}, "
             f"overhead={self.overhead_s:.3f})"
         )
+
+
+# -- timing on accelerators -------------------------------------------------------------------------------------------
+
+
+def _on_host(device: torch.device) -> bool:
+    return device.type in ("cpu", "meta")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a no-op on the CPU), so that a host clock read next covers it.
+
+    Called only where a SpecStats time is recorded once per verification round or per call (cost: one host
+    synchronisation there, where the stock loop already waits for the verification result); never per drafted token.
+    """
+    if not _on_host(device):
+        torch.accelerator.synchronize(device)
+
+
+def _recorded_event(device: torch.device) -> Any:
+    """A timing event recorded now on `device`'s current stream."""
+    event = torch.Event(device=device, enable_timing=True)
+    event.record(torch.accelerator.current_stream(device))
+    return event
+
+
+class DeviceTimer:
+    """Total seconds of timed sections, the device's work included, without a host synchronisation per section.
+
+    On the CPU a section is host wall time. On an accelerator each section is bracketed by two timing events on the
+    device's current stream; `seconds` reads them (waiting for the last one) — call it where the total is recorded.
+    """
+
+    def __init__(self) -> None:
+        self._seconds = 0.0
+        self._pending: list[tuple[Any, Any]] = []
+
+    @contextlib.contextmanager
+    def section(self, device: torch.device) -> Iterator[None]:
+        if _on_host(device):
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                self._seconds += time.perf_counter() - start
+            return
+        begin = _recorded_event(device)
+        try:
+            yield
+        finally:
+            self._pending.append((begin, _recorded_event(device)))
+
+    @property
+    def seconds(self) -> float:
+        for begin, end in self._pending:
+            end.synchronize()
+            self._seconds += begin.elapsed_time(end) / 1000.0  # milliseconds
+        self._pending.clear()
+        return self._seconds
 
 
 # Kept outside the model so that we never add attributes to a user's model.

@@ -1,9 +1,16 @@
-"""Which drafted tokens the target accepts: the strict rule and LVSpec's loose rule, as tensor functions.
+"""Which drafted tokens the target accepts: the strict rule, speculative sampling and LVSpec's loose rule, as tensor
+functions.
 
 The owned decoding loop (`decoding.py`) calls a verification object once per target forward:
 ``observe_prefill`` after the prefill, ``verify`` after every verification forward. Everything here works on one
 block: the n drafted tokens ``d_0 .. d_{n-1}`` and the target's n+1 processed score rows, row i predicting the
 token at drafted position i (row n is the bonus position after the whole block). ``t_i`` = argmax of row i.
+
+Speculative sampling (``do_sample=True``) is algorithm 1 of Leviathan et al. (`speculative_sampling_block`): with
+``p_i``/``q_i`` the softmax of the target's/draft's processed score rows, ``d_i`` is accepted with probability
+``min(1, p_i(d_i) / q_i(d_i))``; at the first rejection the token is drawn from ``norm(max(0, p_i - q_i))`` and the
+block ends; if all n are accepted the bonus is drawn from ``p_n``. Every committed token then has the target's
+distribution, provided ``q_i`` is exactly the distribution ``d_i`` was drawn from.
 
 Loose rule (README "Loose verification"), for each drafted position in order:
 
@@ -37,6 +44,7 @@ import torch
 from .config import PruneConfig
 
 EXACT = "exact"
+SAMPLED = "sampled"  # accepted by the speculative-sampling test (lossless, but not necessarily the target's argmax)
 RELAXED = "relaxed"
 SHIFTED = "shifted"
 
@@ -99,6 +107,50 @@ def strict_block(drafted: torch.Tensor, target_scores: torch.Tensor) -> BlockVer
             break
         kinds.append(EXACT)
     return BlockVerdict(kinds, predictions[len(kinds)])
+
+
+def speculative_sampling_block(
+    drafted: torch.Tensor,
+    draft_scores: torch.Tensor | None,
+    target_scores: torch.Tensor,
+    *,
+    ensemble_weight: float | None = None,
+    generator: torch.Generator | None = None,
+) -> BlockVerdict:
+    """Speculative sampling of one block: algorithm 1 of Leviathan, Kalman & Matias, "Fast Inference from
+    Transformers via Speculative Decoding" (ICML 2023, arXiv 2211.17192); module docstring.
+
+    `drafted` ``(n,)``; `draft_scores` ``(n, vocab)``: the processed scores each ``d_i`` was drawn from (``q_i`` =
+    their softmax; None only when n == 0); `target_scores` ``(n + 1, vocab)`` after the logits processors (``p_i``).
+    Random draws use `generator` (default: torch's global RNG, so ``torch.manual_seed`` makes a call reproducible).
+
+    `ensemble_weight` w (transformers' ``assistant_ensemble_weight``, DIVERSE, arXiv 2604.07622 — lossy by design)
+    verifies against ``v = w p + (1 - w) q`` instead of ``p``: acceptance ``min(1, (1 - w) + w p(d) / q(d))``; the
+    residual ``norm(max(0, v - q))`` equals ``norm(max(0, p - q))``.
+    """
+    n = drafted.numel()
+    target_probs = torch.softmax(target_scores.float(), dim=-1)
+    if n:
+        draft_probs = torch.softmax(draft_scores.float().to(target_probs.device), dim=-1)
+        rows = torch.arange(n, device=target_probs.device)
+        tokens = drafted.to(target_probs.device)
+        ratio = target_probs[rows, tokens] / draft_probs[rows, tokens]
+        if ensemble_weight is not None:
+            ratio = (1.0 - ensemble_weight) + ensemble_weight * ratio
+        uniform = torch.rand(n, device=target_probs.device, generator=generator)
+        rejected = (uniform > ratio).tolist()
+        accepted = rejected.index(True) if True in rejected else n
+    else:
+        accepted = 0
+    if accepted < n:
+        residual = torch.clamp(target_probs[accepted] - draft_probs[accepted], min=0)
+        # p == q up to rounding leaves (almost) no residual mass; its normalisation would be 0/0. The target's own
+        # distribution is then the right one (and the event has probability ~0 in lossless mode).
+        next_probs = residual if float(residual.sum()) > torch.finfo(residual.dtype).tiny else target_probs[accepted]
+    else:
+        next_probs = target_probs[n]
+    bonus = int(torch.multinomial(next_probs, num_samples=1, generator=generator))
+    return BlockVerdict([SAMPLED] * accepted, bonus)
 
 
 @dataclass(frozen=True)
@@ -164,15 +216,34 @@ def _shift_accepts(i: int, draft: list[int], predictions: list[int], window: int
 
 
 class StrictVerification:
-    """Exact match (the default rule of the owned loop; equal to stock greedy assisted decoding)."""
+    """Exact match (the default greedy rule of the owned loop; equal to stock greedy assisted decoding)."""
 
     needs_hidden_states = False
+    samples = False
 
     def observe_prefill(self, hidden: torch.Tensor | None) -> None:
         pass
 
-    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None) -> BlockVerdict:
+    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None,
+               draft_scores: torch.Tensor | None = None) -> BlockVerdict:
         return strict_block(drafted, target_scores)
+
+
+class SpeculativeSampling:
+    """Speculative sampling (``do_sample=True``): `speculative_sampling_block` on every block."""
+
+    needs_hidden_states = False
+    samples = True
+
+    def __init__(self, ensemble_weight: float | None = None) -> None:
+        self.ensemble_weight = ensemble_weight
+
+    def observe_prefill(self, hidden: torch.Tensor | None) -> None:
+        pass
+
+    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None,
+               draft_scores: torch.Tensor | None = None) -> BlockVerdict:
+        return speculative_sampling_block(drafted, draft_scores, target_scores, ensemble_weight=self.ensemble_weight)
 
 
 class LooseVerification:
@@ -183,6 +254,7 @@ class LooseVerification:
     """
 
     needs_hidden_states = True
+    samples = False
 
     def __init__(self, rule: LooseRule, relevance_top_n: int, visual_positions: torch.Tensor) -> None:
         self.rule = rule
@@ -194,7 +266,8 @@ class LooseVerification:
         """`hidden`: the prefill's last-layer hidden states ``(1, L, d)``."""
         self.visual_unit = normalised_rows(hidden[0, self.visual_positions.to(hidden.device)])
 
-    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None) -> BlockVerdict:
+    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None,
+               draft_scores: torch.Tensor | None = None) -> BlockVerdict:
         """`hidden`: the verification forward's last-layer hidden states, whose last n rows are the drafted tokens."""
         n = drafted.numel()
         if n == 0:
@@ -213,7 +286,8 @@ class LooseVerification:
 def protected_token_ids(model: torch.nn.Module, generation_config: Any, tokenizer: Any = None) -> set[int]:
     """Token ids the loose rule never relaxes: eos/bos/pad/decoder-start of the generation config, every
     ``*_token_id``/``*_token_index`` of the model config (video/image placeholders, vision start/end, ...), and, when
-    the call passed ``tokenizer=``, the tokenizer's special and added-special tokens."""
+    the call passed ``tokenizer=`` (a tokenizer or a processor holding one), the tokenizer's special and added-special
+    tokens."""
     ids: set[int] = set()
     for name in ("eos_token_id", "bos_token_id", "pad_token_id", "decoder_start_token_id"):
         ids |= _as_ids(getattr(generation_config, name, None))
@@ -225,11 +299,21 @@ def protected_token_ids(model: torch.nn.Module, generation_config: Any, tokenize
         for name, value in vars(config).items():
             if name.endswith(("_token_id", "_token_index", "_token_ids")):
                 ids |= _as_ids(value)
+    tokenizer = special_tokens_source(tokenizer)
     if tokenizer is not None:
-        ids |= set(getattr(tokenizer, "all_special_ids", []))
+        ids |= set(tokenizer.all_special_ids)
         decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
         ids |= {index for index, token in decoder.items() if getattr(token, "special", False)}
     return ids
+
+
+def special_tokens_source(tokenizer: Any) -> Any:
+    """The tokenizer that knows the special tokens: `tokenizer` itself, or the ``.tokenizer`` of a processor (which
+    has no ``all_special_ids`` of its own); None if neither does."""
+    for candidate in (tokenizer, getattr(tokenizer, "tokenizer", None)):
+        if candidate is not None and hasattr(candidate, "all_special_ids"):
+            return candidate
+    return None
 
 
 def _as_ids(value: Any) -> set[int]:
