@@ -118,6 +118,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a hand-written markdown file inserted after the evidence table (why a claim does not hold)")
     p.add_argument("--report-only", type=Path, default=None, metavar="RESULTS_JSON",
                    help="rewrite RESULTS.md and the plots in --out from an existing results.json; run nothing")
+    p.add_argument("--study", choices=["selection"], default=None,
+                   help="'selection': the τ-only video-token selection study (bench/study.py) on the testbed, written "
+                        "to <out>/selection_study.json and rendered into RESULTS.md by later runs and --report-only")
     return p.parse_args(argv)
 
 
@@ -256,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     lossy loose rows never count, the loose relax 0 / shift 0 row does)."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.study == "selection":
+        from . import study
+
+        return study.main(args, "python -m specvlm_hf.bench " + " ".join(argv))
     if args.report_only is not None:
         results = json.loads(args.report_only.read_text())
         if args.note is not None:
