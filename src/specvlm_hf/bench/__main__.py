@@ -81,10 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=8, help="frames per video (testbed 8 = 144 video tokens)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--keep", type=_floats, default=[0.1, 0.25, 0.5], help="keep ratios of pruned SD, e.g. 0.1,0.5")
-    p.add_argument("--scorers", type=_names, default=["verifier", "uniform", "random", "topk"])
+    p.add_argument("--scorers", type=_names, default=["verifier", "uniform", "random", "topk", "similarity"])
     p.add_argument("--stage1-max-share", type=_floats, default=[0.5], dest="stage1_caps",
-                   help="also run the verifier scorer with Stage I capped at these shares of the budget "
-                        "(PruneConfig.stage1_max_share; the paper's 1.0 is the plain `verifier`)")
+                   help="also run the verifier scorer with the paper's Stage I rule capped at these shares of the "
+                        "budget (PruneConfig(stage1_rule='paper', stage1_max_share=S))")
+    p.add_argument("--no-paper", action="store_true",
+                   help="skip the verifier rows with the paper's Stage I rule (PruneConfig(stage1_rule='paper'))")
     p.add_argument("--num-draft-tokens", type=int, default=5, help="gamma: drafted tokens per round")
     p.add_argument("--verify", type=_verify_modes, default=["strict", "loose"],
                    help="'strict' = the lossless rows only; 'strict,loose' (default) adds LVSpec's lossy loose rows "
@@ -189,7 +191,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     processor = load_processor(args)
     video_token_id = target.config.video_token_id
     methods = build_methods(args.keep, args.scorers, stock=not args.no_stock, self_spec=not args.no_self,
-                            stage1_caps=args.stage1_caps)
+                            stage1_caps=args.stage1_caps, paper=not args.no_paper)
     loose = "loose" in args.verify
     # The loose rows run on the main row set only, at the first keep ratio with the verifier scorer.
     loose_methods = build_loose_methods(args.keep[0], args.relax_ratios, args.shift_windows, args.loose_rule) \

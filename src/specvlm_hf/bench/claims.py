@@ -72,7 +72,7 @@ def claim_c(main: dict, keep: float) -> dict[str, str]:
                 f"tau(verifier) - tau(uniform) = {_ci(uniform)} (needs CI > 0): {_verdict(parts[1])}; "
                 f"tau(verifier) - tau(random) = {_ci(rand)} (needs CI > 0): {_verdict(parts[2])}")
     capped = [c for c in main.get("comparisons", []) if c["b"] == verifier and c["metric"] == "tau"
-              and c["a"].startswith("sd-verifier/cap")]  # the verifier with Stage I capped (stage1_max_share)
+              and c["a"].startswith("sd-verifier/")]  # the paper's Stage I rule, capped or not
     for c in capped:
         evidence += f". Not part of the verdict: tau({c['a']}) - tau(verifier) = {_ci(c)}"
     return _row("c", claim, _verdict(all(parts)), evidence)

@@ -45,14 +45,14 @@ from .inputs import BenchInput, testbed_inputs, to_device
 
 STUDY_FILE = "selection_study.json"
 STUDY_KEEPS = (0.05, 0.1, 0.25, 0.5)
-# (row set, frames, videos): 144, 288 and 576 video tokens; the first 300 / 60 / 60 are the benchmark's own videos.
-STUDY_SETS = (("main", 8, 300), ("mid", 16, 150), ("long", 32, 120))
+# (row set, frames, videos): 144, 288 and 576 video tokens; the first 200 / 60 / 60 are the benchmark's own videos.
+STUDY_SETS = (("main", 8, 200), ("mid", 16, 120), ("long", 32, 120))
 # The machine is shared and every cell is a real generate call, so the rules that are not `core` run on the first
 # EXTRA_VIDEOS videos of the first set only, and the per-layer attention sources (each with the default rule) at
 # SOURCES_KEEP on its first SOURCES_VIDEOS; per-head sources are measured for how they rank, not run.
-EXTRA_VIDEOS = 100
+EXTRA_VIDEOS = 50
 SOURCES_KEEP = 0.1
-SOURCES_VIDEOS = 60
+SOURCES_VIDEOS = 30
 
 
 # -- what the study measures about one video --------------------------------------------------------------------------
@@ -222,18 +222,18 @@ RULES: tuple[Rule, ...] = (
     Rule("oracle/half", "ceiling", "half the budget on object tokens (spread over the frames), half uniform",
          select=lambda a, k: oracle(a, k, object_share=0.5), core=False),
     Rule("oracle/2x-share", "ceiling", "object tokens at twice their share of the video (spread), the rest uniform "
-         "over the background", select=lambda a, k: oracle(a, k, object_factor=2.0)),
+         "over the background", select=lambda a, k: oracle(a, k, object_factor=2.0), core=False),
     Rule("paper", "paper", "SpecVLM: Stage I up to 40% of the attention mass (50% above keep 0.25), capped only by the "
          "budget; `PruneConfig(stage1_rule='paper')`", {"stage1_rule": "paper"}),
     Rule("paper/cap0.5", "paper", "the paper's rule with Stage I capped at half the budget "
-         "(`stage1_max_share=0.5`)", {"stage1_rule": "paper", "stage1_max_share": 0.5}),
+         "(`stage1_max_share=0.5`)", {"stage1_rule": "paper", "stage1_max_share": 0.5}, core=False),
     Rule("topk", "paper", "the k most attended tokens", {"scorer": "topk"}, core=False),
     Rule(DEFAULT_RULE, "default", "**the new default** (`PruneConfig()`): Stage I at most ceil(0.75 sqrt(k)) tokens "
          "unless the attention is concentrated, Stage II the rest"),
     Rule("stage1/0.5sqrt", "Stage I size", "Stage I = ceil(0.5 sqrt(k)) top tokens",
-         select=lambda a, k: top_stage1(a.scores, k, 0.5)),
+         select=lambda a, k: top_stage1(a.scores, k, 0.5), core=False),
     Rule("stage1/1sqrt", "Stage I size", "Stage I = ceil(sqrt(k)) top tokens",
-         select=lambda a, k: top_stage1(a.scores, k, 1.0)),
+         select=lambda a, k: top_stage1(a.scores, k, 1.0), core=False),
     Rule("stage1/2sqrt", "Stage I size", "Stage I = ceil(2 sqrt(k)) top tokens",
          select=lambda a, k: top_stage1(a.scores, k, 2.0), core=False),
     Rule("last-query", "which attention", "the default rule on the attention of the last query token only",

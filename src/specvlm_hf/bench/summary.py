@@ -216,7 +216,9 @@ def attention_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def comparisons(samples: list[dict[str, Any]], keeps: list[float], scorers: list[str]) -> list[dict[str, Any]]:
     """The paired differences the report discusses: scorers against each other and against the full video."""
-    guided = [s for s in scorers if s.startswith("verifier")]  # the verifier and its Stage-I-capped variants
+    # Score-guided rows (the verifier, its paper-rule variants, the similarity scorer) against each other's default
+    # and against the baselines.
+    guided = [s for s in scorers if s.startswith("verifier") or s == "similarity"]
     out = []
     for keep in keeps:
         verifier = pruned_name(keep, "verifier")
