@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+from model_state import assert_same_snapshot, snapshot
 from torch.profiler import ProfilerActivity, profile
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
@@ -18,8 +19,7 @@ import specvlm_hf
 import specvlm_hf.candidate as candidate_module
 from specvlm_hf import PruneConfig
 from specvlm_hf.capture import centred_similarity
-
-from model_state import assert_same_snapshot, snapshot
+from specvlm_hf.pruning import select_video_tokens
 
 VIDEO, IMAGE = 151656, 151655
 
@@ -68,21 +68,29 @@ def test_similarity_costs_n_times_d():
     assert 0 < largest <= n * d * 4 * 1.01  # one centred copy of the video states; never N x N or N x n_query x d
 
 
-def test_similarity_scores_inside_generate_match_the_reference(qwen_pair, video_inputs, monkeypatch):
-    target, draft = qwen_pair
-    inputs = video_inputs(num_frames=4, height=56, width=56)
+@pytest.fixture()
+def selections(monkeypatch):
+    """Every (scores, kept indices) the candidate generator's selection produces while the test runs."""
     seen = []
     original = candidate_module.select_video_tokens
 
     def spy(scores, *args, **kwargs):
-        seen.append(scores.clone())
-        return original(scores, *args, **kwargs)
+        kept = original(scores, *args, **kwargs)
+        seen.append((scores.clone(), kept))
+        return kept
 
     monkeypatch.setattr(candidate_module, "select_video_tokens", spy)
+    return seen
+
+
+def test_similarity_scores_inside_generate_match_the_reference(qwen_pair, video_inputs, selections):
+    target, draft = qwen_pair
+    inputs = video_inputs(num_frames=4, height=56, width=56)
     config = PruneConfig(keep_ratio=0.2, scorer="similarity", layers=[0, 1])
     target.generate(**inputs, max_new_tokens=3, do_sample=False, assistant_model=draft, video_pruning=config)
-    assert len(seen) == 1
-    torch.testing.assert_close(seen[0].double(), reference_scores(target, inputs, [0, 1]), atol=1e-5, rtol=1e-4)
+    assert len(selections) == 1
+    scores = selections[0][0].double()
+    torch.testing.assert_close(scores, reference_scores(target, inputs, [0, 1]), atol=1e-5, rtol=1e-4)
     assert specvlm_hf.last_stats(target).capture_s > 0
 
 
@@ -137,23 +145,13 @@ def test_similarity_hooks_are_removed_after_an_exception(qwen_pair, video_inputs
     assert_same_snapshot(before, snapshot(target), skip=("rope_deltas",))  # as tests/test_bad_input.py
 
 
-def test_similarity_selection_differs_from_uniform_and_follows_the_scores(qwen_pair, video_inputs, monkeypatch):
-    """The draft keeps what the similarity scores select (not a blind spread): the kept rows are the selection of
-    the captured scores under the default rule."""
+def test_similarity_selection_follows_the_scores(qwen_pair, video_inputs, selections):
+    """The draft keeps what the similarity scores select under the default rule (not a blind spread)."""
     target, draft = qwen_pair
     inputs = video_inputs(num_frames=4, height=56, width=56)
-    captured = {}
-    original = candidate_module.select_video_tokens
-
-    def spy(scores, *args, **kwargs):
-        captured["scores"] = scores.clone()
-        captured["kept"] = original(scores, *args, **kwargs)
-        return captured["kept"]
-
-    monkeypatch.setattr(candidate_module, "select_video_tokens", spy)
     target.generate(**inputs, max_new_tokens=3, do_sample=False, assistant_model=draft,
                     video_pruning=PruneConfig(keep_ratio=0.25, scorer="similarity"))
-    expected = original(captured["scores"], 0.25, scorer="similarity")
-    assert captured["kept"].tolist() == expected.tolist()
-    best = int(torch.argmax(captured["scores"]))
-    assert best in captured["kept"].tolist()  # Stage I keeps the top-scored token
+    scores, kept = selections[0]
+    assert kept.tolist() == select_video_tokens(scores, 0.25, scorer="similarity").tolist()
+    assert int(torch.argmax(scores)) in kept.tolist()  # Stage I keeps the top-scored token
+    assert specvlm_hf.last_stats(target).kept_video_tokens == kept.numel()

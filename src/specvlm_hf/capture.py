@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
@@ -257,31 +258,19 @@ def centred_similarity(video_states: torch.Tensor, query_states: torch.Tensor) -
     return (video @ query.T)[:, 0].clamp_(min=0)
 
 
-class HiddenStateSimilarityCapture:
+class HiddenStateSimilarityCapture(VerifierAttentionCapture):
     """Records, during the target's next prefill, how similar each video token's hidden state is to the query tokens'.
 
     The attention-free scorer (``PruneConfig(scorer="similarity")``): a forward hook on each selected decoder layer
     reads that layer's output hidden states of the prefill -- no attention weights, so it works with every attention
-    kernel (flash-attention included) -- and scores every video token by :func:`centred_similarity`. Scores are averaged
-    over the layers and renormalised to sum to 1 over the video tokens. Same interface as `VerifierAttentionCapture`.
+    kernel (flash-attention included) -- and scores every video token by :func:`centred_similarity`. It shares
+    `VerifierAttentionCapture`'s bookkeeping and ``scores()`` (mean over the layers, renormalised over the video
+    tokens) but never touches the attention implementation: ``arm()`` adds the hooks, ``disarm()`` removes them.
     """
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        query_positions: torch.Tensor,
-        video_positions: torch.Tensor,
-        layers: Sequence[int],
-        prompt_length: int,
-    ) -> None:
+    def __init__(self, model: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
+        super().__init__(model, *args, **kwargs)  # query_positions, video_positions, layers, prompt_length
         self.decoder_layers = model.get_decoder().layers
-        self.query_positions = query_positions
-        self.video_positions = video_positions
-        self.layers = frozenset(layers)
-        self.prompt_length = prompt_length
-        self.seconds = 0.0
-        self._sum: torch.Tensor | None = None
-        self._captured_layers: set[int] = set()
         self._handles: list = []
 
     def arm(self) -> None:
@@ -308,14 +297,3 @@ class HiddenStateSimilarityCapture:
             capture.seconds += time.perf_counter() - start
 
         return record_similarity
-
-    def scores(self) -> torch.Tensor:
-        """Per-video-token scores (mean over captured layers), renormalised to sum to 1 over the video tokens."""
-        if self._sum is None or self._captured_layers != set(self.layers):
-            missing = sorted(set(self.layers) - self._captured_layers)
-            raise RuntimeError(
-                f"The hidden-state similarity capture did not see layers {missing} during the target's prefill."
-            )
-        mean = self._sum / len(self._captured_layers)
-        total = mean.sum()
-        return mean / total if total > 0 else mean
