@@ -51,7 +51,8 @@ def test_smoke_run_writes_schema(model_dirs, tmp_path):
     assert results["schema_version"] == cli.SCHEMA_VERSION
     assert {"command", "config", "environment", "methods", "sets", "mismatches", "claims", "targets"} <= set(results)
     assert results["mismatches"] == []
-    expected = {"ar", "stock-assisted", "sd-full", "self-verifier-0.5", "sd-verifier/cap0.5-0.5"} | {
+    expected = {"ar", "stock-assisted", "sd-full", "self-verifier-0.5", "sd-verifier/cap0.5-0.5",
+                "sd-verifier/paper-0.5"} | {
         f"sd-{s}-0.5" for s in ("verifier", "uniform", "random", "topk")}
     assert set(results["methods"]) == expected
     assert set(results["sets"]) == {"main", "mid", "long"}

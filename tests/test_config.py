@@ -13,6 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:PruneConfig. .* to verify='loose
 def test_defaults_match_design():
     cfg = PruneConfig()
     assert (cfg.keep_ratio, cfg.stage1_mass, cfg.stage1_max_share, cfg.scorer) == (0.1, None, 1.0, "verifier")
+    assert cfg.stage1_rule == "adaptive"  # issue 15: the paper's rule lost to `uniform` on the testbed
     assert (cfg.layers, cfg.positions, cfg.num_draft_tokens, cfg.seed) == ("all", "original", 5, 0)
 
 
@@ -27,6 +28,8 @@ def test_defaults_match_design():
         ({"stage1_mass": 1.01}, "stage1_mass"),
         ({"stage1_max_share": 0.0}, "stage1_max_share"),
         ({"scorer": "attention"}, "scorer"),
+        ({"stage1_rule": "sqrt"}, "stage1_rule"),
+        ({"stage1_rule": None}, "stage1_rule"),
         ({"positions": "shifted"}, "positions"),
         ({"num_draft_tokens": 0}, "num_draft_tokens"),
         ({"num_draft_tokens": 2.5}, "num_draft_tokens"),
@@ -39,6 +42,18 @@ def test_defaults_match_design():
 def test_invalid_fields_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         PruneConfig(**kwargs)
+
+
+def test_stage1_rule_and_similarity_scorer():
+    paper = PruneConfig(stage1_rule="paper")
+    assert paper.stage1_rule == "paper" and PruneConfig.from_dict(paper.to_dict()) == paper
+    with pytest.raises(ValueError, match="stage1_rule must be one of .*'paper'"):
+        PruneConfig(stage1_rule="Paper")
+    similarity = PruneConfig(scorer="similarity")
+    assert similarity.needs_target_capture and not similarity.needs_verifier_attention
+    assert PruneConfig().needs_target_capture and PruneConfig(scorer="topk").needs_target_capture
+    assert not PruneConfig(scorer="uniform").needs_target_capture
+    assert not PruneConfig(scorer="random").needs_target_capture
 
 
 def test_layer_indices_range_checked():

@@ -17,11 +17,15 @@ from hypothesis import strategies as st
 
 from specvlm_hf.pruning import (
     SCORERS,
+    STAGE1_RULES,
+    adaptive_stage1_cap,
     default_stage1_mass,
+    is_concentrated,
     keep_budget,
     select_video_tokens,
     stage1_indices,
     stage2_indices,
+    top_share,
 )
 
 FAST = settings(max_examples=200, deadline=None)
@@ -80,13 +84,35 @@ def o_default_mass(keep_ratio: float) -> float:
     return 0.5 if keep_ratio > 0.25 else 0.4
 
 
+def o_sqrt_cap(k: int) -> int:
+    """The adaptive Stage I limit ceil(0.75 sqrt(k)): the smallest m >= 1 with (4 m)^2 >= 9 k, by counting."""
+    m = 1
+    while (4 * m) ** 2 < 9 * k:
+        m += 1
+    return m
+
+
+def o_concentrated(scores: list[float]) -> tuple[bool, bool]:
+    """(top 10% of the tokens hold >= 1/2 of the mass, exactly; whether the share sits within NEAR of 1/2)."""
+    total = sum(Fraction(s) for s in scores)
+    if total == 0:
+        return False, False
+    top = sorted(scores, reverse=True)[: max(1, len(scores) // 10)]
+    share = sum(Fraction(s) for s in top) / total
+    return share >= Fraction(1, 2), abs(share - Fraction(1, 2)) <= NEAR
+
+
 def o_verifier(
-    scores: list[float], keep_ratio: float, mass: float | None, share: float, videos: int = 1
+    scores: list[float], keep_ratio: float, mass: float | None, share: float, videos: int = 1, rule: str = "paper"
 ) -> tuple[list[int], list[int], bool]:
     """(selection, Stage I, near-boundary flag) for one video (no per-video fix-up)."""
     k = o_budget(len(scores), keep_ratio, videos)
     cap = min(k, max(1, int(share * k)))
+    concentrated, near_concentrated = o_concentrated(scores)
+    if rule == "adaptive" and not concentrated:
+        cap = min(cap, o_sqrt_cap(k))
     first, near = o_stage1(scores, o_default_mass(keep_ratio) if mass is None else mass, cap)
+    near = near or (rule == "adaptive" and near_concentrated)
     return sorted(first + o_stage2(len(scores), first, k - len(first))), first, near
 
 
@@ -117,6 +143,8 @@ fractions_ = st.floats(min_value=0.0, max_value=1.0, exclude_min=True)
 keep_ratios = st.one_of(fractions_, st.sampled_from([0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 1.0]))
 masses = st.one_of(st.none(), fractions_, st.sampled_from([0.4, 0.5, 0.9, 1.0]))
 shares = st.one_of(st.just(1.0), fractions_)
+rules = st.sampled_from(STAGE1_RULES)
+two_stage_scorers = st.sampled_from(["verifier", "similarity"])
 score_values = st.one_of(
     st.integers(0, 4).map(float),  # ties and zeros
     st.floats(min_value=0.0, max_value=100.0, allow_nan=False, allow_infinity=False),
@@ -147,29 +175,91 @@ def check_contract(kept: torch.Tensor, n: int, budget: int) -> list[int]:
 
 
 @FAST
-@given(score_tensors(), keep_ratios, masses, shares, st.sampled_from(SCORERS), st.integers(0, 2**31 - 1))
-def test_contract_every_scorer(data, keep_ratio, mass, share, scorer, seed):
+@given(score_tensors(), keep_ratios, masses, shares, st.sampled_from(SCORERS), rules, st.integers(0, 2**31 - 1))
+def test_contract_every_scorer(data, keep_ratio, mass, share, scorer, rule, seed):
     scores, values = data
     gen = torch.Generator().manual_seed(seed)
-    kept = select_video_tokens(scores, keep_ratio, mass, scorer, gen, stage1_max_share=share)
+    kept = select_video_tokens(scores, keep_ratio, mass, scorer, gen, stage1_max_share=share, stage1_rule=rule)
     check_contract(kept, len(values), o_budget(len(values), keep_ratio))
     assert kept.device == scores.device
 
 
 @FAST
-@given(score_tensors(), keep_ratios, masses, shares)
-def test_verifier_matches_oracle(data, keep_ratio, mass, share):
+@given(score_tensors(), keep_ratios, masses, shares, two_stage_scorers, rules)
+def test_two_stage_matches_oracle(data, keep_ratio, mass, share, scorer, rule):
     scores, values = data
-    expected, first, near = o_verifier(values, keep_ratio, mass, share)
+    expected, first, near = o_verifier(values, keep_ratio, mass, share, rule=rule)
     assume(not near)
-    kept = select_video_tokens(scores, keep_ratio, mass, stage1_max_share=share)
+    kept = select_video_tokens(scores, keep_ratio, mass, scorer, stage1_max_share=share, stage1_rule=rule)
     assert check_contract(kept, len(values), len(expected)) == expected
     # Stage I on its own equals the oracle's smallest reaching top set (capped).
     k = o_budget(len(values), keep_ratio)
     cap = min(k, max(1, int(share * k)))
+    if rule == "adaptive" and not o_concentrated(values)[0]:
+        cap = min(cap, o_sqrt_cap(k))
     used_mass = o_default_mass(keep_ratio) if mass is None else mass
     assert stage1_indices(scores, used_mass, cap).tolist() == sorted(first)
     assert set(first) <= set(kept.tolist())
+
+
+@st.composite
+def concentrated_scores(draw) -> torch.Tensor:
+    """Scores whose top 10% hold at least half of the mass (the paper's premise), built so by construction."""
+    n = draw(st.integers(10, 400))
+    top = max(1, n // 10)
+    background = draw(st.lists(st.floats(0.0, 1.0), min_size=n - top, max_size=n - top))
+    ceiling = max(background, default=0.0)
+    # Every top value exceeds the largest background value, and together they outweigh the background.
+    floor = max(ceiling, sum(background) / top) + 1e-3
+    peaks = draw(st.lists(st.floats(floor, floor + 10.0), min_size=top, max_size=top))
+    values = background + peaks
+    order = draw(st.permutations(range(n)))
+    return torch.tensor([values[i] for i in order], dtype=torch.float64)
+
+
+@FAST
+@given(concentrated_scores(), keep_ratios, masses, shares, two_stage_scorers)
+def test_concentrated_scores_select_what_the_paper_selects(scores, keep_ratio, mass, share, scorer):
+    """Where the paper's premise holds (top 10% of the tokens hold >= 50% of the mass), the adaptive default selects
+    exactly what SpecVLM's rule selects, at every keep ratio, mass target and cap."""
+    assert o_concentrated(scores.tolist())[0] and is_concentrated(scores)
+    adaptive = select_video_tokens(scores, keep_ratio, mass, scorer, stage1_max_share=share)
+    paper = select_video_tokens(scores, keep_ratio, mass, scorer, stage1_max_share=share, stage1_rule="paper")
+    assert adaptive.tolist() == paper.tolist()
+
+
+def test_diffuse_scores_cap_stage1_at_sqrt_of_the_budget():
+    """Diffuse scores (every token alike): the paper's rule degenerates to pure top-k, the adaptive rule keeps
+    ceil(0.75 sqrt(k)) top tokens and spreads the rest."""
+    scores = torch.linspace(2.0, 1.0, 144, dtype=torch.float64)  # descending, top 10% hold ~0.11 of the mass
+    assert not is_concentrated(scores)
+    paper = select_video_tokens(scores, 0.1, stage1_rule="paper")
+    assert paper.tolist() == list(range(14))  # 40% of the mass needs more than the whole budget k = 14
+    adaptive = select_video_tokens(scores, 0.1)  # the default
+    assert adaptive.tolist()[:3] == [0, 1, 2]  # Stage I: ceil(0.75 sqrt(14)) = 3 top tokens
+    assert adaptive.tolist() == [0, 1, 2] + o_stage2(144, [0, 1, 2], 11)
+    # Concentrated: the same vector with fourteen dominant tokens at the end selects what the paper selects.
+    peaked = scores.clone()
+    peaked[-14:] = 100.0
+    assert is_concentrated(peaked)
+    assert select_video_tokens(peaked, 0.1).tolist() == select_video_tokens(peaked, 0.1, stage1_rule="paper").tolist()
+
+
+def test_adaptive_cap_is_ceil_of_three_quarters_sqrt():
+    for budget in range(1, 20000):
+        assert adaptive_stage1_cap(budget) == o_sqrt_cap(budget)
+    # The budgets of the benchmark's sets: keep 0.05 / 0.1 / 0.25 / 0.5 of 144 and 576 tokens.
+    assert [adaptive_stage1_cap(k) for k in (1, 7, 14, 36, 72, 28, 57, 144, 288)] == [1, 2, 3, 5, 7, 4, 6, 9, 13]
+
+
+@FAST
+@given(score_tensors(), st.floats(0.01, 1.0))
+def test_top_share_matches_oracle(data, fraction):
+    scores, values = data
+    total = sum(Fraction(v) for v in values)
+    top = sorted(values, reverse=True)[: max(1, int(len(values) * fraction))]
+    expected = float(sum(Fraction(v) for v in top) / total) if total else 0.0
+    assert top_share(scores, fraction) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 @FAST
@@ -264,8 +354,8 @@ def test_random_without_generator_is_valid():
 
 
 @FAST
-@given(st.data(), st.sampled_from(SCORERS), keep_ratios, masses, shares)
-def test_multi_video_keeps_one_per_video(data, scorer, keep_ratio, mass, share):
+@given(st.data(), st.sampled_from(SCORERS), keep_ratios, masses, shares, rules)
+def test_multi_video_keeps_one_per_video(data, scorer, keep_ratio, mass, share, rule):
     sizes = data.draw(st.lists(st.integers(1, 20), min_size=1, max_size=6))
     n = sum(sizes)
     scores, values = data.draw(score_tensors(min_size=n, max_size=n))
@@ -279,6 +369,7 @@ def test_multi_video_keeps_one_per_video(data, scorer, keep_ratio, mass, share):
         scorer,
         torch.Generator().manual_seed(seed),
         stage1_max_share=share,
+        stage1_rule=rule,
         video_sizes=sizes,
     )
     out = check_contract(kept, n, budget)
@@ -287,8 +378,8 @@ def test_multi_video_keeps_one_per_video(data, scorer, keep_ratio, mass, share):
         assert any(s <= i < s + size for i in out), f"video at {s} (size {size}) kept nothing"
 
     # The selection before the fix-up, from the oracle, then the documented fix-up rule.
-    if scorer == "verifier":
-        base, _, near = o_verifier(values, keep_ratio, mass, share, len(sizes))
+    if scorer in ("verifier", "similarity"):
+        base, _, near = o_verifier(values, keep_ratio, mass, share, len(sizes), rule)
         assume(not near)
     elif scorer == "topk":
         base = sorted(o_rank(values)[:budget])
@@ -296,7 +387,7 @@ def test_multi_video_keeps_one_per_video(data, scorer, keep_ratio, mass, share):
         base = o_stage2(n, [], budget)
     else:
         base = sorted(torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:budget].tolist())
-    by_score = scorer in ("verifier", "topk")
+    by_score = scorer in ("verifier", "similarity", "topk")
     expected = o_one_per_video(base, sizes, values if by_score else None) if len(sizes) > 1 else base
     assert out == expected
 
@@ -324,8 +415,10 @@ def test_zero_mass(n, keep_ratio, mass, share):
     zeros = torch.zeros(n)
     k = o_budget(n, keep_ratio)
     assert stage1_indices(zeros, 0.4, k).tolist() == []
-    verifier = select_video_tokens(zeros, keep_ratio, mass, stage1_max_share=share)
-    assert check_contract(verifier, n, k) == o_stage2(n, [], k)  # Stage II only, i.e. uniform
+    assert top_share(zeros) == 0.0 and not is_concentrated(zeros)
+    for rule in STAGE1_RULES:
+        verifier = select_video_tokens(zeros, keep_ratio, mass, stage1_max_share=share, stage1_rule=rule)
+        assert check_contract(verifier, n, k) == o_stage2(n, [], k)  # Stage II only, i.e. uniform
     assert select_video_tokens(zeros, keep_ratio, scorer="topk").tolist() == list(range(k))
 
 
@@ -342,13 +435,19 @@ def test_stage1_tolerance_does_not_add_a_token():
 
 def test_stage1_max_share_caps_stage1():
     equal = torch.ones(100)  # diffuse: reaching mass 1.0 needs every token
-    assert select_video_tokens(equal, 0.2, 1.0).tolist() == list(range(20))  # pure top-k
-    capped = select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.5).tolist()
+    paper = {"stage1_rule": "paper"}
+    assert select_video_tokens(equal, 0.2, 1.0, **paper).tolist() == list(range(20))  # pure top-k
+    capped = select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.5, **paper).tolist()
     assert capped[:10] == list(range(10))  # Stage I: 10 = 0.5 * 20 tokens
     assert capped[10:] == [10 + (i * 89) // 9 for i in range(10)]  # Stage II spread over 10..99
     # The cap never drops below one token.
     assert len(stage1_indices(equal, 1.0, max(1, int(0.01 * 20)))) == 1
-    assert select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.01).tolist() == [0] + o_stage2(100, [0], 19)
+    assert select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.01, **paper).tolist() == [0] + o_stage2(
+        100, [0], 19)
+    # With the adaptive rule the smaller of the two caps applies: ceil(0.75 sqrt(20)) = 4 < 10.
+    assert select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.5).tolist() == [0, 1, 2, 3, *o_stage2(
+        100, [0, 1, 2, 3], 16)]
+    assert select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.1).tolist() == [0, 1, *o_stage2(100, [0, 1], 18)]
 
 
 def test_defaults_and_budget():
@@ -381,6 +480,9 @@ INVALID = [
     ({"stage1_max_share": NAN}, "stage1_max_share"),
     ({"scorer": "attention"}, "scorer"),
     ({"scorer": None}, "scorer"),
+    ({"stage1_rule": "sqrt"}, "stage1_rule"),
+    ({"stage1_rule": None}, "stage1_rule"),
+    ({"scores": None, "scorer": "similarity", "num_tokens": 10}, "scores"),
     ({"scores": S.reshape(2, 5)}, "scores"),
     ({"scores": torch.zeros(0)}, "scores"),
     ({"scores": torch.tensor([1.0, NAN])}, "scores"),

@@ -27,7 +27,7 @@ from transformers.generation.candidate_generator import CandidateGenerator
 from transformers.generation.logits_process import LogitsProcessorList
 from transformers.generation.utils import _slice_mm_encoder_output
 
-from .capture import VerifierAttentionCapture, query_positions
+from .capture import HiddenStateSimilarityCapture, VerifierAttentionCapture, query_positions
 from .compat import CACHE_KEY
 from .config import PruneConfig
 from .families import FamilySpec
@@ -132,7 +132,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         self._vocab_pad: torch.Tensor | None = None
         stats.video_tokens = self.video_positions.numel()
 
-        self.capture: VerifierAttentionCapture | None = None
+        self.capture: VerifierAttentionCapture | HiddenStateSimilarityCapture | None = None
         self.positions: DraftPositions | None = None
         self.cache: DynamicCache | None = None
         self.fed: list[int] = []  # generated tokens (target ids) already in the draft cache, in order
@@ -212,10 +212,11 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
     # -- stage 1: capture during the target's prefill --------------------------------------------------------------
 
     def _arm_capture(self) -> None:
-        if not self.prune_config.needs_verifier_attention or self.video_positions.numel() == 0:
+        if not self.prune_config.needs_target_capture or self.video_positions.numel() == 0:
             return
         num_layers = self.target.config.get_text_config().num_hidden_layers
-        self.capture = VerifierAttentionCapture(
+        similarity = self.prune_config.scorer == "similarity"
+        self.capture = (HiddenStateSimilarityCapture if similarity else VerifierAttentionCapture)(
             self.target,
             query_positions=self._query_positions(),
             video_positions=self.video_positions,
@@ -243,6 +244,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
             scorer=cfg.scorer,
             generator=self._random,
             stage1_max_share=cfg.stage1_max_share,
+            stage1_rule=cfg.stage1_rule,
             num_tokens=num_video,
             video_sizes=self.video_sizes,
         ).to(self.video_positions.device)

@@ -19,6 +19,7 @@ import itertools
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
@@ -58,7 +59,8 @@ def check_capture_supported(model: torch.nn.Module) -> None:
             f"video_pruning with scorer 'verifier'/'topk' captures the target's attention, which supports the "
             f"target's language model running attn_implementation in {SUPPORTED_ATTENTION}, but it runs "
             f"{implementation!r}. Load the target with attn_implementation='sdpa' (or call "
-            f"target.set_attn_implementation('sdpa')), or use PruneConfig(scorer='uniform') which needs no capture."
+            f"target.set_attn_implementation('sdpa')), or use PruneConfig(scorer='similarity'), which reads hidden "
+            f"states and works with every attention kernel."
         )
 
 
@@ -261,3 +263,62 @@ def video_attention_scores(
     finally:
         capture.disarm()
     return capture.scores()
+
+
+# -- attention-free scorer: hidden-state similarity ----------------------------------------------------------------
+
+
+def centred_similarity(video_states: torch.Tensor, query_states: torch.Tensor) -> torch.Tensor:
+    """Per video token: cosine similarity of its hidden state to the mean query hidden state, both centred on the mean
+    video hidden state, clamped at 0.
+
+    Hidden states share a large common component (every video token looks alike to an uncentred cosine), so both sides
+    are centred on the video tokens' mean first: what is left is how a token differs from the average video token,
+    compared with where the query tokens point. `video_states` is ``(N, D)``, `query_states` ``(n_query, D)``; O((N +
+    n_query) x D). Returns a float32 vector of length N.
+    """
+    video = video_states.float()
+    centre = video.mean(dim=0, keepdim=True)
+    video = torch.nn.functional.normalize(video - centre, dim=-1)
+    query = torch.nn.functional.normalize(query_states.float().mean(dim=0, keepdim=True) - centre, dim=-1)
+    return (video @ query.T)[:, 0].clamp_(min=0)
+
+
+class HiddenStateSimilarityCapture(VerifierAttentionCapture):
+    """Records, during the target's next prefill, how similar each video token's hidden state is to the query tokens'.
+
+    The attention-free scorer (``PruneConfig(scorer="similarity")``): a forward hook on each selected decoder layer
+    reads that layer's output hidden states of the prefill -- no attention weights, so it works with every attention
+    kernel (flash-attention included) -- and scores every video token by :func:`centred_similarity`. It shares
+    `VerifierAttentionCapture`'s bookkeeping and ``scores()`` (mean over the layers, renormalised over the video
+    tokens) but never touches the attention implementation: ``arm()`` adds the hooks, ``disarm()`` removes them.
+    """
+
+    def __init__(self, model: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
+        super().__init__(model, *args, **kwargs)  # query_positions, video_positions, layers, prompt_length
+        self.decoder_layers = model.get_decoder().layers
+        self._handles: list = []
+
+    def arm(self) -> None:
+        self._handles = [self.decoder_layers[i].register_forward_hook(self._hook(i)) for i in sorted(self.layers)]
+
+    def disarm(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _hook(self, layer: int) -> Callable:
+        capture = self
+
+        def record_similarity(module, args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            if hidden.shape[1] != capture.prompt_length:  # only the prefill forward (queries = the whole prompt)
+                return
+            with capture.timer.section(hidden.device):
+                video = hidden[0, capture.video_positions.to(hidden.device)]
+                query = hidden[0, capture.query_positions.to(hidden.device)]
+                similarity = centred_similarity(video, query)
+                capture._sum = similarity if capture._sum is None else capture._sum + similarity.to(capture._sum.device)
+            capture._captured_layers.add(layer)
+
+        return record_similarity

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .pruning import SCORERS
+from .pruning import SCORERS, STAGE1_RULES
 
 POSITION_MODES = ("original", "compact")
 VERIFY_MODES = ("strict", "loose")
@@ -26,14 +26,22 @@ class PruneConfig:
         keep_ratio: share of the video tokens the draft sees, in (0, 1]. The budget is
             ``max(1, int(N * keep_ratio))`` of the N video tokens (global over all videos of the prompt,
             at least one token per video).
-        stage1_mass: Stage I (verifier-guided) takes the smallest set of top-attended video tokens whose
-            share of the verifier's attention mass reaches this value. ``None`` means 0.4, or 0.5 when
+        stage1_mass: Stage I (score-guided) takes the smallest set of top-scored video tokens whose
+            share of the score mass reaches this value. ``None`` means 0.4, or 0.5 when
             ``keep_ratio > 0.25`` (the paper's code). In (0, 1].
         stage1_max_share: caps Stage I at this share of the budget so that Stage II (spatially uniform) always
-            gets the rest, even when the verifier's attention is diffuse. 1.0 (the paper) means no cap. In (0, 1].
-        scorer: ``"verifier"`` (Stage I + Stage II), ``"uniform"`` (Stage II only), ``"random"`` (seeded by
-            ``seed``) or ``"topk"`` (Stage I by rank only).
-        layers: ``"all"`` or a sequence of target decoder-layer indices whose attention is averaged.
+            gets the rest. 1.0 means no cap. In (0, 1].
+        stage1_rule: ``"adaptive"`` (default): unless the scores are concentrated (the top 10% of the video
+            tokens hold at least half of the mass, the paper's premise), Stage I keeps at most
+            ``ceil(0.75 sqrt(k))`` of the k kept tokens and Stage II spreads the rest; with concentrated scores it
+            selects what ``"paper"`` selects. ``"paper"``: SpecVLM's rule, Stage I capped only by the budget
+            (and ``stage1_max_share``). See README "How it works" for the measurements behind the default.
+        scorer: ``"verifier"`` (the target's attention from the query tokens; Stage I + Stage II),
+            ``"similarity"`` (attention-free: the target's hidden states of the video tokens compared with the
+            query tokens'; works with every attention kernel, flash-attention included; Stage I + Stage II),
+            ``"uniform"`` (Stage II only), ``"random"`` (seeded by ``seed``) or ``"topk"`` (top attention only).
+        layers: ``"all"`` or a sequence of target decoder-layer indices whose attention (``"verifier"``,
+            ``"topk"``) or output hidden states (``"similarity"``) are scored and averaged.
         positions: ``"original"`` keeps each kept token's original position ids (equal to masking the pruned
             keys out of the full prompt); ``"compact"`` re-indexes the pruned prompt contiguously.
         num_draft_tokens: tokens the draft proposes per verification round (gamma), at least 1.
@@ -64,6 +72,7 @@ class PruneConfig:
     keep_ratio: float = 0.1
     stage1_mass: float | None = None
     stage1_max_share: float = 1.0
+    stage1_rule: str = "adaptive"
     scorer: str = "verifier"
     layers: str | tuple[int, ...] = "all"
     positions: str = "original"
@@ -82,6 +91,11 @@ class PruneConfig:
         if self.stage1_mass is not None:
             _check_unit_interval("stage1_mass", self.stage1_mass, none_hint=True)
         _check_unit_interval("stage1_max_share", self.stage1_max_share)
+        if self.stage1_rule not in STAGE1_RULES:
+            raise ValueError(
+                f"PruneConfig.stage1_rule must be one of {STAGE1_RULES}, got {self.stage1_rule!r}. Use 'paper' for "
+                "SpecVLM's rule (Stage I capped only by the budget)."
+            )
         if self.scorer not in SCORERS:
             raise ValueError(f"PruneConfig.scorer must be one of {SCORERS}, got {self.scorer!r}.")
         if self.positions not in POSITION_MODES:
@@ -120,6 +134,11 @@ class PruneConfig:
     def needs_verifier_attention(self) -> bool:
         """Whether the target's attention must be captured during its prefill."""
         return self.scorer in ("verifier", "topk")
+
+    @property
+    def needs_target_capture(self) -> bool:
+        """Whether the scorer reads the target's prefill at all (its attention, or its hidden states)."""
+        return self.needs_verifier_attention or self.scorer == "similarity"
 
     def layer_indices(self, num_layers: int) -> list[int]:
         """The target decoder layers to average over; raises if an index is out of range."""

@@ -267,6 +267,7 @@ def _prepare_call(target, prune_config: PruneConfig, args: tuple, kwargs: dict) 
         )
     if prune_config.needs_verifier_attention and video_sizes:
         check_capture_supported(target)
+    if prune_config.needs_target_capture and video_sizes:  # the similarity scorer runs with any attention kernel
         prune_config.layer_indices(target.config.get_text_config().num_hidden_layers)
     return _Call(target, draft, family, prune_config, raw_inputs, video_sizes)
 

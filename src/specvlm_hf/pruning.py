@@ -1,14 +1,18 @@
 """Video-token selection for the draft model: scorers and the two-stage SpecVLM rule.
 
 Pure tensor functions, no model code. Given one non-negative score per video token (the verifier's
-attention from the query tokens, renormalised over the video tokens), :func:`select_video_tokens` returns
-the indices of the video tokens the draft model keeps:
+attention from the query tokens, or the hidden-state similarity of ``scorer="similarity"``, renormalised
+over the video tokens), :func:`select_video_tokens` returns the indices of the video tokens the draft
+model keeps:
 
-* **Stage I (verifier-guided)** -- the smallest top-scored set whose cumulative score reaches
-  ``stage1_mass`` of the video mass, capped at ``stage1_max_share`` of the budget;
+* **Stage I (score-guided)** -- the smallest top-scored set whose cumulative score reaches
+  ``stage1_mass`` of the video mass, capped at ``stage1_max_share`` of the budget and, with
+  ``stage1_rule="adaptive"`` (the default) unless the scores are concentrated, at ``ceil(0.75 sqrt(k))``
+  tokens;
 * **Stage II (spatially uniform)** -- the rest of the budget, evenly strided over the not-yet-chosen
   indices in frame-then-raster order.
 
+``stage1_rule="paper"`` is SpecVLM's rule (Stage I capped by the budget and ``stage1_max_share`` only).
 Ablation scorers: ``"uniform"`` (Stage II only), ``"random"`` (seeded permutation) and ``"topk"`` (Stage I by
 rank only, no mass target). Every function returns a sorted, duplicate-free ``LongTensor``, so the kept
 tokens stay in temporal order.
@@ -16,6 +20,7 @@ tokens stay in temporal order.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from collections.abc import Sequence
@@ -24,17 +29,33 @@ from typing import Literal, get_args
 import torch
 
 __all__ = [
+    "CONCENTRATED_MASS",
     "SCORERS",
+    "STAGE1_RULES",
     "ScorerName",
+    "Stage1Rule",
+    "adaptive_stage1_cap",
     "default_stage1_mass",
+    "is_concentrated",
     "keep_budget",
     "select_video_tokens",
     "stage1_indices",
     "stage2_indices",
+    "top_share",
 ]
 
-ScorerName = Literal["verifier", "uniform", "random", "topk"]
+ScorerName = Literal["verifier", "similarity", "uniform", "random", "topk"]
 SCORERS: tuple[str, ...] = get_args(ScorerName)
+# Scorers whose selection is the two-stage rule on scores (they differ in how the target produces the scores).
+TWO_STAGE_SCORERS = ("verifier", "similarity")
+SCORE_BASED_SCORERS = (*TWO_STAGE_SCORERS, "topk")
+
+Stage1Rule = Literal["adaptive", "paper"]
+STAGE1_RULES: tuple[str, ...] = get_args(Stage1Rule)
+# "Concentrated" scores, the paper's premise: the top TOP_FRACTION of the video tokens hold at least
+# CONCENTRATED_MASS of the score mass. Only then does the adaptive rule let Stage I grow to the paper's size.
+TOP_FRACTION = 0.1
+CONCENTRATED_MASS = 0.5
 
 # Relative tolerance when comparing the cumulative Stage I mass with its target: float rounding of a
 # cumulative sum that "exactly" reaches the target (e.g. 0.39999998 for 0.4) must not add an extra token.
@@ -106,6 +127,35 @@ def default_stage1_mass(keep_ratio: float) -> float:
     These are the values of the SpecVLM paper code.
     """
     return 0.5 if _fraction("keep_ratio", keep_ratio) > 0.25 else 0.4
+
+
+def top_share(scores: torch.Tensor, fraction: float = TOP_FRACTION) -> float:
+    """Share of the total score held by the top ``max(1, int(N * fraction))`` tokens (0.0 for a zero total)."""
+    values = _prepare_scores(scores)
+    fraction = _fraction("fraction", fraction)
+    total = values.sum().item()
+    if total <= 0.0:
+        return 0.0
+    count = max(1, int(values.numel() * fraction))
+    return values.topk(count).values.sum().item() / total
+
+
+def is_concentrated(scores: torch.Tensor) -> bool:
+    """Whether the top 10% of the tokens hold at least half of the score mass (the paper's premise)."""
+    return top_share(scores) >= CONCENTRATED_MASS
+
+
+def adaptive_stage1_cap(budget: int) -> int:
+    """Stage I's size limit under ``stage1_rule="adaptive"`` with diffuse scores: ``ceil(0.75 * sqrt(budget))``.
+
+    Measured on the trained testbed (benchmarks/RESULTS.md, "Selection study"): a few of the top-scored tokens
+    (the most salient objects) help the draft, more of them skew its picture of the scene (e.g. the object count),
+    so Stage I grows much slower than the budget; Stage II spreads the rest. The factor 0.75 was the best of 0.5,
+    0.75, 1 and 2 that never lost to ``uniform`` or ``random`` on the 144-, 288- and 576-token sets.
+    """
+    budget = _count("budget", budget, 1)
+    # ceil(sqrt(9 k) / 4) == ceil(ceil(sqrt(9 k)) / 4), and ceil(sqrt(x)) == isqrt(x - 1) + 1: exact in integers.
+    return -(-(math.isqrt(9 * budget - 1) + 1) // 4)
 
 
 def keep_budget(num_tokens: int, keep_ratio: float) -> int:
@@ -251,6 +301,7 @@ def select_video_tokens(
     generator: torch.Generator | None = None,
     *,
     stage1_max_share: float = 1.0,
+    stage1_rule: str = "adaptive",
     num_tokens: int | None = None,
     video_sizes: Sequence[int] | None = None,
 ) -> torch.LongTensor:
@@ -259,13 +310,16 @@ def select_video_tokens(
     The budget is ``k = max(1, int(N * keep_ratio))`` of the N video tokens (``max(k, len(video_sizes))``
     with several videos). Scorers:
 
-    * ``"verifier"`` -- Stage I then Stage II. Stage I ranks tokens by score descending (ties: lower index
-      first), normalises by the total mass and takes the smallest prefix whose cumulative share reaches
-      ``stage1_mass`` (1e-6 relative tolerance), capped at ``min(k, max(1, int(stage1_max_share * k)))``;
-      a zero total mass leaves Stage I empty. Stage II fills the remaining ``r`` slots with indices evenly
-      strided over the not-yet-chosen indices in ascending (frame-then-raster) order: positions
-      ``linspace(0, L - 1, r)`` truncated, computed exactly in integer arithmetic (``r == 1`` picks the
-      first remaining index).
+    * ``"verifier"`` and ``"similarity"`` -- Stage I then Stage II. Stage I ranks tokens by score descending
+      (ties: lower index first), normalises by the total mass and takes the smallest prefix whose cumulative
+      share reaches ``stage1_mass`` (1e-6 relative tolerance), capped at
+      ``min(k, max(1, int(stage1_max_share * k)))``; with ``stage1_rule="adaptive"`` it is further capped at
+      :func:`adaptive_stage1_cap` ``(k) = ceil(0.75 sqrt(k))`` unless the scores are concentrated
+      (:func:`is_concentrated`: the top 10% of the tokens hold >= 50% of the mass), in which case the
+      selection equals ``stage1_rule="paper"``. A zero total mass leaves Stage I empty. Stage II fills the
+      remaining ``r`` slots with indices evenly strided over the not-yet-chosen indices in ascending
+      (frame-then-raster) order: positions ``linspace(0, L - 1, r)`` truncated, computed exactly in integer
+      arithmetic (``r == 1`` picks the first remaining index).
     * ``"topk"`` -- the ``k`` highest scores (ties: lower index first).
     * ``"uniform"`` -- Stage II alone over all N indices; ``scores`` may be None.
     * ``"random"`` -- ``torch.randperm(N, generator=generator)[:k]``; reproducible for a seeded
@@ -281,13 +335,16 @@ def select_video_tokens(
     index.
 
     Args:
-        scores: 1-D, finite, non-negative scores, one per video token. Required for ``"verifier"`` and
-            ``"topk"``; may be None for ``"uniform"`` and ``"random"`` (then ``num_tokens`` gives N).
+        scores: 1-D, finite, non-negative scores, one per video token. Required for ``"verifier"``,
+            ``"similarity"`` and ``"topk"``; may be None for ``"uniform"`` and ``"random"`` (then ``num_tokens``
+            gives N).
         keep_ratio: share of the video tokens to keep, in (0, 1].
         stage1_mass: Stage I mass target in (0, 1]; None means :func:`default_stage1_mass`.
-        scorer: one of ``"verifier"``, ``"uniform"``, ``"random"``, ``"topk"``.
+        scorer: one of ``"verifier"``, ``"similarity"``, ``"uniform"``, ``"random"``, ``"topk"``.
         generator: RNG for ``"random"``; ignored by the other scorers.
-        stage1_max_share: cap on Stage I as a share of the budget, in (0, 1]; 1.0 is the paper.
+        stage1_max_share: cap on Stage I as a share of the budget, in (0, 1]; 1.0 is no cap.
+        stage1_rule: ``"adaptive"`` (Stage I at most ``ceil(0.75 sqrt(k))`` tokens unless the scores are
+            concentrated) or ``"paper"`` (SpecVLM's rule).
         num_tokens: N when ``scores`` is None; if both are given they must agree.
         video_sizes: token count of each video, in prompt order; must sum to N.
 
@@ -303,9 +360,11 @@ def select_video_tokens(
     max_share = _fraction("stage1_max_share", stage1_max_share)
     if not isinstance(scorer, str) or scorer not in SCORERS:
         raise ValueError(f"scorer must be one of {', '.join(map(repr, SCORERS))}; got {scorer!r}")
+    if not isinstance(stage1_rule, str) or stage1_rule not in STAGE1_RULES:
+        raise ValueError(f"stage1_rule must be one of {', '.join(map(repr, STAGE1_RULES))}; got {stage1_rule!r}")
 
     if scores is None:
-        if scorer in ("verifier", "topk"):
+        if scorer in SCORE_BASED_SCORERS:
             raise ValueError(f"scores are required for scorer={scorer!r} (only 'uniform' and 'random' take None)")
         if num_tokens is None:
             raise ValueError("num_tokens must be given (an integer >= 1) when scores is None")
@@ -324,8 +383,10 @@ def select_video_tokens(
     if sizes is not None:
         budget = max(budget, len(sizes))
 
-    if scorer == "verifier":
+    if scorer in TWO_STAGE_SCORERS:
         cap = min(budget, max(1, int(max_share * budget)))
+        if stage1_rule == "adaptive" and not is_concentrated(values):
+            cap = min(cap, adaptive_stage1_cap(budget))
         first = _stage1(values, mass, cap)
         kept = torch.cat([first, stage2_indices(n, first, budget - first.numel())])
     elif scorer == "topk":
@@ -338,5 +399,5 @@ def select_video_tokens(
     kept = torch.sort(kept).values
 
     if sizes is not None and len(sizes) > 1:
-        kept = _one_per_video(kept, sizes, values if scorer in ("verifier", "topk") else None)
+        kept = _one_per_video(kept, sizes, values if scorer in SCORE_BASED_SCORERS else None)
     return kept.to(device)

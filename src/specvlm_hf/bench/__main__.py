@@ -109,11 +109,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=8, help="frames per video (testbed 8 = 144 video tokens)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per video, at most")
     p.add_argument("--keep", type=_floats, default=[0.1, 0.25, 0.5], help="keep ratios of pruned SD, e.g. 0.1,0.5")
-    p.add_argument("--scorers", type=_names, default=["verifier", "uniform", "random", "topk"],
+    p.add_argument("--scorers", type=_names, default=["verifier", "uniform", "random", "topk", "similarity"],
                    help="PruneConfig.scorer values of the pruned rows")
     p.add_argument("--stage1-max-share", type=_floats, default=[0.5], dest="stage1_caps",
-                   help="also run the verifier scorer with Stage I capped at these shares of the budget "
-                        "(PruneConfig.stage1_max_share; the paper's 1.0 is the plain `verifier`)")
+                   help="also run the verifier scorer with the paper's Stage I rule capped at these shares of the "
+                        "budget (PruneConfig(stage1_rule='paper', stage1_max_share=S))")
+    p.add_argument("--no-paper", action="store_true",
+                   help="skip the verifier rows with the paper's Stage I rule (PruneConfig(stage1_rule='paper'))")
     p.add_argument("--num-draft-tokens", type=int, default=5, help="gamma: drafted tokens per round")
     p.add_argument("--verify", type=_verify_modes, default=["strict", "loose"],
                    help="'strict' = the lossless rows only; 'strict,loose' adds LVSpec's lossy loose rows "
@@ -150,6 +152,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a hand-written markdown file inserted after the evidence table (why a claim does not hold)")
     p.add_argument("--report-only", type=Path, default=None, metavar="RESULTS_JSON",
                    help="rewrite RESULTS.md and the plots in --out from an existing results.json; run nothing")
+    p.add_argument("--study", choices=["selection"], default=None,
+                   help="'selection': the τ-only video-token selection study (bench/study.py) on the testbed, written "
+                        "to <out>/selection_study.json and rendered into RESULTS.md by later runs and --report-only")
     args = p.parse_args(argv)
     if args.report_only is None:
         check_sources(args, p)
@@ -267,7 +272,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     processor = load_processor(args)
     video_token_id = target.config.video_token_id
     methods = build_methods(args.keep, args.scorers, stock=not args.no_stock, self_spec=not args.no_self,
-                            stage1_caps=args.stage1_caps)
+                            stage1_caps=args.stage1_caps, paper=not args.no_paper)
     loose = "loose" in args.verify
     # The loose rows run on the main row set only, at the first keep ratio with the verifier scorer.
     loose_methods = build_loose_methods(args.keep[0], args.relax_ratios, args.shift_windows, args.loose_rule) \
@@ -348,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     lossy loose rows never count, the loose relax 0 / shift 0 row does)."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.study == "selection":
+        from . import study
+
+        return study.main(args, "python -m specvlm_hf.bench " + " ".join(argv))
     plots = matplotlib_available()
     if not plots:  # said before the run, not as a crash after it
         print("matplotlib is not installed: the plots will be skipped (pip install 'specvlm-hf[bench]' adds it).",

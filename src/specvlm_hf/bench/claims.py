@@ -72,7 +72,7 @@ def claim_c(main: dict, keep: float) -> dict[str, str]:
                 f"tau(verifier) - tau(uniform) = {_ci(uniform)} (needs CI > 0): {_verdict(parts[1])}; "
                 f"tau(verifier) - tau(random) = {_ci(rand)} (needs CI > 0): {_verdict(parts[2])}")
     capped = [c for c in main.get("comparisons", []) if c["b"] == verifier and c["metric"] == "tau"
-              and c["a"].startswith("sd-verifier/cap")]  # the verifier with Stage I capped (stage1_max_share)
+              and c["a"].startswith("sd-verifier/")]  # the paper's Stage I rule, capped or not
     for c in capped:
         evidence += f". Not part of the verdict: tau({c['a']}) - tau(verifier) = {_ci(c)}"
     return _row("c", claim, _verdict(all(parts)), evidence)
@@ -180,3 +180,56 @@ def loose_targets(main: dict) -> list[dict[str, str]]:
                  f"{loose['rows'][best]['retention_fact']['estimate']:.3f})" if best else
                  f". No lossy setting keeps retention >= {LOOSE_RETENTION:.0%}")
     return [_row("T4", claim, _verdict(all(ok)), evidence)]
+
+
+# -- issue 15: the selection default -----------------------------------------------------------------------------------
+
+SELECTION_TAU_AT_01 = 0.92  # tau(default) / tau(full) at keep 0.1 on the 144-token set ...
+SELECTION_TAU_AT_025 = 0.97  # ... and at keep 0.25
+SELECTION_ABOVE_KEEP = 0.1  # above uniform and random at keep <= this on the first two row sets
+
+
+def _diff(c: dict[str, Any]) -> str:
+    return f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+
+
+def selection_goals(study: dict[str, Any]) -> list[dict[str, str]]:
+    """Issue 15's goals for the default rule, from `summary.selection_study_summary`; thresholds fixed above."""
+    default, sets = study["default_rule"], study["sets"]
+    rows = []
+    below = [f"{name} ({data['video_tokens']} tok) keep {k}: vs {b} {_diff(cell[f'vs_{b}'])}"
+             for name, data in sets.items() for k, cell in data["rows"].get(default, {}).items()
+             for b in ("uniform", "random") if cell[f"vs_{b}"]["ci_high"] < 0]
+    measured = sum(len(d["rows"].get(default, {})) for d in sets.values())
+    rows.append(_row("S1", f"`{default}` never below `uniform` or `random` (paired 95% CI of the τ difference not "
+                     "entirely below 0) on every row set and keep", UNMEASURED if not measured else _verdict(not below),
+                     f"{measured} set x keep cells; " + ("; ".join(below) if below else "none below")))
+    first_two = list(sets)[:2]
+    above, missing = [], []
+    for name in first_two:
+        for k, cell in sets[name]["rows"].get(default, {}).items():
+            if float(k) <= SELECTION_ABOVE_KEEP:
+                for b in ("uniform", "random"):
+                    (above if cell[f"vs_{b}"]["ci_low"] > 0 else missing).append(
+                        f"{sets[name]['video_tokens']} tok keep {k} vs {b} {_diff(cell[f'vs_{b}'])}")
+    rows.append(_row("S2", f"`{default}` above both (CI > 0) at keep <= {SELECTION_ABOVE_KEEP:g} on the "
+                     f"{' and '.join(str(sets[n]['video_tokens']) for n in first_two)}-token sets",
+                     UNMEASURED if not above and not missing else _verdict(not missing),
+                     "; ".join(missing) if missing else "; ".join(above)))
+    main = sets[next(iter(sets))]
+    for key, keep, threshold in (("S3", 0.1, SELECTION_TAU_AT_01), ("S4", 0.25, SELECTION_TAU_AT_025)):
+        cell = main["rows"].get(default, {}).get(f"{keep:g}")
+        claim = f"τ({default}) >= {threshold} x full-video τ at keep {keep:g} on the {main['video_tokens']}-token set"
+        if cell is None:
+            rows.append(_row(key, claim, UNMEASURED, f"needs keep {keep:g}"))
+            continue
+        best = max((r for r in main["rows"] if f"{keep:g}" in main["rows"][r]),
+                   key=lambda r: main["rows"][r][f"{keep:g}"]["vs_full"]["estimate"])
+        evidence = (f"{_ci(cell['vs_full'])}; best row of the study: `{best}` "
+                    f"{main['rows'][best][f'{keep:g}']['vs_full']['estimate']:.3f}")
+        rows.append(_row(key, claim, _verdict(cell["vs_full"]["estimate"] >= threshold), evidence))
+    rows.append(_row("S5", "where the attention is concentrated (top 10% hold >= 50% of the mass) it selects what the "
+                     "paper's rule selects", "tested", "tests/test_pruning.py::"
+                     "test_concentrated_scores_select_what_the_paper_selects (constructed score vectors; no testbed "
+                     "video is concentrated)"))
+    return rows

@@ -30,6 +30,7 @@ class Method:
     scorer: str | None = None
     self_spec: bool = False
     stage1_max_share: float = 1.0
+    stage1_rule: str = "adaptive"
     verify: str = "strict"
     relax_ratio: float = 0.0
     shift_window: int = 0
@@ -49,14 +50,20 @@ class Method:
         return self.is_loose and not (self.relax_ratio == 0 and self.shift_window == 0)
 
 
+PAPER_LABEL = "verifier/paper"  # the verifier scorer with SpecVLM's Stage I rule (PruneConfig(stage1_rule="paper"))
+
+
 def capped_label(share: float) -> str:
-    """Scorer label of the verifier scorer with Stage I capped at `share` of the budget (PruneConfig.stage1_max_share)."""
+    """Scorer label of the verifier scorer with the paper's Stage I rule capped at `share` of the budget
+    (``PruneConfig(stage1_rule="paper", stage1_max_share=share)``)."""
     return f"verifier/cap{share:g}"
 
 
 def scorer_labels(config: dict) -> list[str]:
-    """The scorer labels of a run's config (its --scorers, then the capped verifier variants)."""
-    return [*config["scorers"], *(capped_label(c) for c in config.get("stage1_caps", []))]
+    """The scorer labels of a run's config: its --scorers, the paper's rule (when the verifier runs; runs before
+    issue 15 had none: their `verifier` *was* the paper's rule), then the capped paper variants."""
+    paper = [PAPER_LABEL] if "verifier" in config["scorers"] and not config.get("no_paper", True) else []
+    return [*config["scorers"], *paper, *(capped_label(c) for c in config.get("stage1_caps", []))]
 
 
 def pruned_name(keep: float, scorer: str, self_spec: bool = False) -> str:
@@ -65,17 +72,19 @@ def pruned_name(keep: float, scorer: str, self_spec: bool = False) -> str:
 
 
 def build_methods(keeps: list[float], scorers: list[str], stock: bool = True, self_spec: bool = True,
-                  stage1_caps: list[float] = ()) -> list[Method]:
-    """AR, its prefill, stock assisted, full-video SD, pruned SD per keep x scorer (plus the verifier with Stage I
-    capped at each of `stage1_caps`), self-speculation at keeps[0]."""
+                  stage1_caps: list[float] = (), paper: bool = True) -> list[Method]:
+    """AR, its prefill, stock assisted, full-video SD, pruned SD per keep x scorer (plus, with the verifier scorer,
+    the paper's Stage I rule and that rule capped at each of `stage1_caps`), self-speculation at keeps[0]."""
     methods = [Method(AR, "ar"), Method(AR_PREFILL, "ar")]
     if stock:
         methods.append(Method(STOCK, "stock"))
     methods.append(Method(FULL, "sd", keep=1.0, scorer="verifier"))
     for k in keeps:
         methods += [Method(pruned_name(k, s), "sd", keep=k, scorer=s) for s in scorers]
-        methods += [Method(pruned_name(k, capped_label(c)), "sd", keep=k, scorer="verifier", stage1_max_share=c)
-                    for c in stage1_caps]
+        if paper and "verifier" in scorers:
+            methods.append(Method(pruned_name(k, PAPER_LABEL), "sd", keep=k, scorer="verifier", stage1_rule="paper"))
+        methods += [Method(pruned_name(k, capped_label(c)), "sd", keep=k, scorer="verifier", stage1_max_share=c,
+                           stage1_rule="paper") for c in stage1_caps]
     if self_spec:
         methods.append(Method(pruned_name(keeps[0], "verifier", True), "sd", keeps[0], "verifier", self_spec=True))
     return methods
@@ -183,7 +192,7 @@ def run_method(
              "loose_rule": method.loose_rule} if method.is_loose else {}
     extra = {"tokenizer": tokenizer} if method.is_loose else {}
     config = specvlm_hf.PruneConfig(keep_ratio=method.keep, scorer=method.scorer, num_draft_tokens=gamma,
-                                    stage1_max_share=method.stage1_max_share, **loose)
+                                    stage1_max_share=method.stage1_max_share, stage1_rule=method.stage1_rule, **loose)
     assistant = target if method.self_spec else draft
     tokens, seconds = timed_generate(
         target, inputs, max_new_tokens=max_new_tokens, assistant_model=assistant, video_pruning=config, **extra

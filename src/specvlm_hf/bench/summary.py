@@ -216,7 +216,9 @@ def attention_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def comparisons(samples: list[dict[str, Any]], keeps: list[float], scorers: list[str]) -> list[dict[str, Any]]:
     """The paired differences the report discusses: scorers against each other and against the full video."""
-    guided = [s for s in scorers if s.startswith("verifier")]  # the verifier and its Stage-I-capped variants
+    # Score-guided rows (the verifier, its paper-rule variants, the similarity scorer) against each other's default
+    # and against the baselines.
+    guided = [s for s in scorers if s.startswith("verifier") or s == "similarity"]
     out = []
     for keep in keeps:
         verifier = pruned_name(keep, "verifier")
@@ -439,3 +441,71 @@ def diagnostics_summary(samples: list[dict[str, Any]], strict_row: dict[str, Any
         out[f"auc_{key}_fact_and_structure"] = auc(r[FACT] + r[STRUCTURE], r[FILLER])
         out[f"mean_relevance_{key}"] = {k: _mean(v) for k, v in r.items()}
     return out
+
+
+# -- the selection study (issue 15; bench/study.py) --------------------------------------------------------------------
+
+
+def _study_pairs(samples: list[dict[str, Any]], key: str, other: str) -> tuple[list[float], list[float]]:
+    """τ of `key` and of `other` on the videos that ran both (non-core rules ran on a subset)."""
+    both = [s for s in samples if key in s["tau"] and other in s["tau"]]
+    return [s["tau"][key] for s in both], [s["tau"][other] for s in both]
+
+
+def selection_study_summary(study: dict[str, Any]) -> dict[str, Any]:
+    """Per row set, rule and keep: τ / full-video τ and the τ differences to `uniform` and `random` (paired bootstrap
+    over the videos); the attention sources' τ / full at the sources' keep and how each source ranks."""
+    out: dict[str, Any] = {"keeps": study["keeps"], "default_rule": study["default_rule"], "rules": study["rules"],
+                           "mismatches": len(study["mismatches"]), "sets": {}}
+    for name, data in study["sets"].items():
+        samples = data["samples"]
+        if not samples:
+            continue
+        full = [s["tau"]["full@1"] for s in samples]
+        rows: dict[str, dict[str, Any]] = {}
+        for rule in (r["name"] for r in study["rules"]):
+            for keep in study["keeps"]:
+                key = f"{rule}@{keep:g}"
+                taus, reference = _study_pairs(samples, key, "full@1")
+                if not taus:
+                    continue
+                cell = {"videos": len(taus), "tau": statistics.fmean(taus),
+                        "vs_full": paired_bootstrap(taus, reference, "ratio")}
+                for baseline in ("uniform", "random"):
+                    if rule != baseline:
+                        cell[f"vs_{baseline}"] = paired_bootstrap(*_study_pairs(samples, key, f"{baseline}@{keep:g}"))
+                rows.setdefault(rule, {})[f"{keep:g}"] = cell
+        attention = {k: spread([s["attention"][k] for s in samples])
+                     for k in ("top10_share", "object_precision_top5", "object_precision_top10")}
+        group_mass = np.mean([s["attention"]["group_mass"] for s in samples], axis=0).tolist()
+        out["sets"][name] = {"video_tokens": samples[0]["video_tokens"], "videos": len(samples),
+                             "full_tau": statistics.fmean(full), "rows": rows, "attention": attention,
+                             "group_mass": group_mass,
+                             "object_token_share": statistics.fmean(s["object_token_share"] for s in samples)}
+        with_sources = [s for s in samples if "sources" in s]
+        if with_sources:
+            out["sources"] = sources_summary(with_sources, study["sources"], study["default_rule"])
+    return out
+
+
+def sources_summary(samples: list[dict[str, Any]], sources: dict[str, Any], default_rule: str) -> dict[str, Any]:
+    """τ / full at the sources' keep for every attention source (with the default rule), and its ranking stats.
+    ``all`` (every layer and head: the default's own scores) and ``last-query`` come from the main table's rows."""
+    keep = sources["keep"]
+    full = [s["tau"]["full@1"] for s in samples]
+    rows: dict[str, Any] = {}
+    for name, key in (("all", default_rule), ("last-query", "last-query")):
+        if all(f"{key}@{keep:g}" in s["tau"] for s in samples):
+            rows[name] = {"vs_full": paired_bootstrap([s["tau"][f"{key}@{keep:g}"] for s in samples], full, "ratio")}
+    for name in sources["rules"]:
+        rows[name] = {"vs_full": paired_bootstrap([s["sources"][f"{name}@{keep:g}"] for s in samples], full, "ratio")}
+    heads = sorted({k for s in samples for k in s["source_stats"] if "h" in k and k not in rows},
+                   key=lambda k: tuple(int(x) for x in k[1:].split("h")))
+    rows.update({name: {} for name in heads})  # per-head sources: how they rank, not run
+    for name, row in rows.items():
+        stats = [s["source_stats"][name] for s in samples]
+        row.update({k: statistics.fmean(st[k] for st in stats)
+                    for k in ("top10_share", "object_precision_top5", "object_precision_top10")})
+        mass = np.mean([st["group_mass"] for st in stats], axis=0)
+        row["first_group_mass"], row["last_group_mass"] = float(mass[0]), float(mass[-1])
+    return {"keep": keep, "videos": len(samples), "rows": rows}
