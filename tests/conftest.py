@@ -1,5 +1,5 @@
 """Shared fixtures: tiny random Qwen2.5-VL pairs built once per session (real special-token ids and vocab sizes,
-lm_head scaled for large greedy margins — DESIGN.md §4) and the real processor from a locally made tokenizer."""
+lm_head scaled for large greedy margins — docs/design.md §4) and the real processor from a locally made tokenizer."""
 
 from __future__ import annotations
 

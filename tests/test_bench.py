@@ -36,7 +36,7 @@ def model_dirs(tmp_path_factory):
     for name, model in (("target", build_target()), ("draft", build_draft())):
         with torch.no_grad():
             # Large logit margins: random weights otherwise produce near-ties whose argmax may flip between a
-            # multi-token verification forward and a one-token AR forward (DESIGN.md §4).
+            # multi-token verification forward and a one-token AR forward (docs/design.md §4).
             model.get_output_embeddings().weight.mul_(50)
         model.save_pretrained(root / name)
     return ["--target", str(root / "target"), "--draft", str(root / "draft")]

@@ -1,4 +1,4 @@
-"""`last_stats` follows the counting rules of DESIGN.md §2."""
+"""`last_stats` follows the counting rules of docs/design.md §6."""
 
 from __future__ import annotations
 

@@ -42,6 +42,12 @@ def test_the_range_is_the_one_written_in_pyproject():
     assert TESTED.contains(Version(transformers.__version__).base_version, prereleases=True)
 
 
+def test_the_package_version_is_the_one_written_in_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    written = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert specvlm_hf.__version__ == written == versions.package_version()
+
+
 def test_versions_inside_the_range_pass():
     low = bound(">=")
     for version in (str(low), f"{low}.1", f"{low}rc1", transformers.__version__):

@@ -9,7 +9,7 @@ sees only the video tokens chosen by the target's own attention (Stage I) plus a
 """
 
 # First, before anything imports transformers internals: an untested release gets a clear error, not an ImportError.
-from .versions import check_transformers_version
+from .versions import check_transformers_version, package_version
 
 check_transformers_version()
 
@@ -20,7 +20,7 @@ from .pruning import select_video_tokens  # noqa: E402
 from .stats import SpecStats, last_stats  # noqa: E402
 from .verification import word_token_ids  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = package_version()  # written once, in pyproject.toml
 
 __all__ = [
     "FAMILIES",

@@ -267,7 +267,7 @@ class PrunedVideoCandidateGenerator(CandidateGenerator):
         start = time.perf_counter()
         features = self._draft_features()
         self.cache = DynamicCache(config=self.draft.config.get_text_config())
-        # Sliding-window layers keep their past so that rollbacks stay possible (DESIGN.md §3).
+        # Sliding-window layers keep their past so that rollbacks stay possible (docs/design.md §3).
         self.cache.activate_past_recording()
         generated = input_ids[:, self.prompt_length :]
         ids = torch.cat([self._prompt_ids[None, self.keep_mask], generated], dim=-1)

@@ -7,7 +7,7 @@ of query rows whose float32 logits stay within `CAPTURE_CHUNK_FLOATS` (`video_at
 are averaged over heads, then query rows, then layers, and the result is renormalised over the video tokens
 (attention sinks on text tokens must not shrink the video mass).
 
-Mechanism (DESIGN.md §3 "Capture"): a uniquely named attention function wrapping the model's own base
+Mechanism (docs/design.md §3): a uniquely named attention function wrapping the model's own base
 implementation is registered in ``AttentionInterface`` *and* ``AttentionMaskInterface`` (else masks silently
 become None), the language model's config is switched to it for the prefill only, and both are restored and
 unregistered right after — also when the forward raises.

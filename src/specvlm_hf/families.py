@@ -161,7 +161,7 @@ def _llava_next_video_token_counts(config: Any, raw_inputs: Mapping[str, Any]) -
     return [videos.shape[1] * rows * cols] * videos.shape[0]
 
 
-# Compatibility (DESIGN.md §3): what the draft must share with the target to read the same raw video into the same
+# Compatibility (docs/design.md §3): what the draft must share with the target to read the same raw video into the same
 # placeholders and positions. The draft gets the target's position ids (generate prepares them once, from the
 # target's config: grids, spatial_merge_size, tokens_per_second and the start/end ids); each model then applies its
 # own rotary embedding to them. So the M-RoPE frequency split (text_config.rope_parameters.mrope_section) and
@@ -258,7 +258,7 @@ def _get_dotted(config: Any, dotted: str) -> Any:
 
 
 def check_draft_compatible(target: torch.nn.Module, draft: torch.nn.Module) -> FamilySpec:
-    """Raise ``ValueError`` unless `draft` can draft for `target` on a pruned video (DESIGN.md §3).
+    """Raise ``ValueError`` unless `draft` can draft for `target` on a pruned video (docs/design.md §3).
 
     Vocabulary sizes may differ (padding only, e.g. Qwen2.5-VL 7B vs 3B): draft logits are padded or truncated
     to the target vocabulary.

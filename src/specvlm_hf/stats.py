@@ -17,7 +17,7 @@ import torch
 class SpecStats:
     """Counters and timings of the last speculative ``generate`` call with ``video_pruning``.
 
-    Counting rules (DESIGN.md §2):
+    Counting rules (docs/design.md §6):
         new_tokens: tokens the call generated.
         rounds: target verification forwards after the prefill.
         drafted / accepted: draft tokens proposed / committed to the output.

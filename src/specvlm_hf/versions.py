@@ -25,8 +25,8 @@ DISTRIBUTION = "specvlm-hf"
 ALLOW_UNTESTED_ENV = "SPECVLM_HF_ALLOW_UNTESTED_TRANSFORMERS"
 
 
-def _source_checkout_requirements() -> list[str] | None:
-    """The dependencies of the pyproject.toml of the source checkout this file sits in (src layout), if any."""
+def _source_checkout_project() -> dict | None:
+    """The ``[project]`` table of the pyproject.toml of the source checkout this file sits in (src layout), if any."""
     package_dir = Path(__file__).resolve().parent
     pyproject = package_dir.parent.parent / "pyproject.toml"
     if package_dir.parent.name != "src" or not pyproject.is_file():
@@ -36,9 +36,24 @@ def _source_checkout_requirements() -> list[str] | None:
     except ModuleNotFoundError:
         return None
     project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-    if project.get("name") != DISTRIBUTION:
-        return None
-    return list(project.get("dependencies", []))
+    return project if project.get("name") == DISTRIBUTION else None
+
+
+def _source_checkout_requirements() -> list[str] | None:
+    """The dependencies of the source checkout's pyproject.toml, if this file sits in one."""
+    project = _source_checkout_project()
+    return None if project is None else list(project.get("dependencies", []))
+
+
+def package_version() -> str:
+    """specvlm-hf's own version, written once in pyproject.toml (read back like the transformers range)."""
+    project = _source_checkout_project()
+    if project is not None and "version" in project:
+        return str(project["version"])
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def _requirements() -> list[str]:
