@@ -84,8 +84,8 @@ def strict_rejections(
     blocks: list[tuple[list[int], int, int]] = []
     original = LooseVerification.verify
 
-    def recording(self, drafted, target_scores, hidden):
-        verdict = original(self, drafted, target_scores, hidden)
+    def recording(self, drafted, target_scores, hidden, **kwargs):
+        verdict = original(self, drafted, target_scores, hidden, **kwargs)
         blocks.append((drafted.tolist(), verdict.accepted, verdict.bonus))
         return verdict
 
