@@ -1492,6 +1492,9 @@ def test_strict_still_accepts_sampling_and_the_ensemble_weight():
     assert out.shape[1] - prompt_length(inputs) == 4
     out = spec(target, draft, inputs, strict_config(), max_new_tokens=4, assistant_ensemble_weight=0.5)
     assert out.shape[1] - prompt_length(inputs) == 4
+    # Sampled calls run the owned loop's speculative sampling, with the ensemble weight (DIVERSE) when it is set.
+    out = spec(target, draft, inputs, strict_config(), max_new_tokens=4, do_sample=True, assistant_ensemble_weight=0.5)
+    assert out.shape[1] - prompt_length(inputs) == 4 and LOOP[-1].ensemble_weight == 0.5
 
 
 def test_loose_rejects_synced_gpus_before_decoding():

@@ -160,8 +160,9 @@ def assisted_decoding(
         hidden = outputs.hidden_states[-1] if verification.needs_hidden_states else None
         if first:
             verification.observe_prefill(hidden)
-        verdict = verification.verify(candidates[0, cur_len:], processed[0], hidden,
-                                      draft_scores=None if draft_scores is None else draft_scores[0])
+        # A sampling rule also reads the distributions the drafted tokens were drawn from (greedy rules never do).
+        rule_inputs = {"draft_scores": draft_scores[0]} if verification.samples and draft_scores is not None else {}
+        verdict = verification.verify(candidates[0, cur_len:], processed[0], hidden, **rule_inputs)
         new_tokens, accepted, stopped = _tokens_to_commit(candidates, cur_len, verdict, processed, stopping_criteria,
                                                           recorder.scores, generation_config.max_length)
         if stats is not None:

@@ -224,8 +224,7 @@ class StrictVerification:
     def observe_prefill(self, hidden: torch.Tensor | None) -> None:
         pass
 
-    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None,
-               draft_scores: torch.Tensor | None = None) -> BlockVerdict:
+    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None) -> BlockVerdict:
         return strict_block(drafted, target_scores)
 
 
@@ -243,6 +242,7 @@ class SpeculativeSampling:
 
     def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None,
                draft_scores: torch.Tensor | None = None) -> BlockVerdict:
+        """`draft_scores` ``(n, vocab)``: the processed scores each drafted token was drawn from."""
         return speculative_sampling_block(drafted, draft_scores, target_scores, ensemble_weight=self.ensemble_weight)
 
 
@@ -266,8 +266,7 @@ class LooseVerification:
         """`hidden`: the prefill's last-layer hidden states ``(1, L, d)``."""
         self.visual_unit = normalised_rows(hidden[0, self.visual_positions.to(hidden.device)])
 
-    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None,
-               draft_scores: torch.Tensor | None = None) -> BlockVerdict:
+    def verify(self, drafted: torch.Tensor, target_scores: torch.Tensor, hidden: torch.Tensor | None) -> BlockVerdict:
         """`hidden`: the verification forward's last-layer hidden states, whose last n rows are the drafted tokens."""
         n = drafted.numel()
         if n == 0:
