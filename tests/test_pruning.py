@@ -220,10 +220,10 @@ def concentrated_scores(draw) -> torch.Tensor:
 @FAST
 @given(concentrated_scores(), keep_ratios, masses, shares, two_stage_scorers)
 def test_concentrated_scores_select_what_the_paper_selects(scores, keep_ratio, mass, share, scorer):
-    """Where the paper's premise holds (top 10% of the tokens hold >= 50% of the mass), the adaptive default selects
+    """Where the paper's premise holds (top 10% of the tokens hold >= 50% of the mass), the adaptive rule selects
     exactly what SpecVLM's rule selects, at every keep ratio, mass target and cap."""
     assert o_concentrated(scores.tolist())[0] and is_concentrated(scores)
-    adaptive = select_video_tokens(scores, keep_ratio, mass, scorer, stage1_max_share=share)
+    adaptive = select_video_tokens(scores, keep_ratio, mass, scorer, stage1_max_share=share, stage1_rule="adaptive")
     paper = select_video_tokens(scores, keep_ratio, mass, scorer, stage1_max_share=share, stage1_rule="paper")
     assert adaptive.tolist() == paper.tolist()
 
@@ -235,14 +235,16 @@ def test_diffuse_scores_cap_stage1_at_sqrt_of_the_budget():
     assert not is_concentrated(scores)
     paper = select_video_tokens(scores, 0.1, stage1_rule="paper")
     assert paper.tolist() == list(range(14))  # 40% of the mass needs more than the whole budget k = 14
-    adaptive = select_video_tokens(scores, 0.1)  # the default
+    adaptive = select_video_tokens(scores, 0.1, stage1_rule="adaptive")
+    assert select_video_tokens(scores, 0.1).tolist() == paper.tolist()  # the default is the paper's rule
     assert adaptive.tolist()[:3] == [0, 1, 2]  # Stage I: ceil(0.75 sqrt(14)) = 3 top tokens
     assert adaptive.tolist() == [0, 1, 2] + o_stage2(144, [0, 1, 2], 11)
     # Concentrated: the same vector with fourteen dominant tokens at the end selects what the paper selects.
     peaked = scores.clone()
     peaked[-14:] = 100.0
     assert is_concentrated(peaked)
-    assert select_video_tokens(peaked, 0.1).tolist() == select_video_tokens(peaked, 0.1, stage1_rule="paper").tolist()
+    assert select_video_tokens(peaked, 0.1, stage1_rule="adaptive").tolist() == \
+        select_video_tokens(peaked, 0.1, stage1_rule="paper").tolist()
 
 
 def test_adaptive_cap_is_ceil_of_three_quarters_sqrt():
@@ -445,9 +447,11 @@ def test_stage1_max_share_caps_stage1():
     assert select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.01, **paper).tolist() == [0] + o_stage2(
         100, [0], 19)
     # With the adaptive rule the smaller of the two caps applies: ceil(0.75 sqrt(20)) = 4 < 10.
-    assert select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.5).tolist() == [0, 1, 2, 3, *o_stage2(
+    adaptive = {"stage1_rule": "adaptive"}
+    assert select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.5, **adaptive).tolist() == [0, 1, 2, 3, *o_stage2(
         100, [0, 1, 2, 3], 16)]
-    assert select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.1).tolist() == [0, 1, *o_stage2(100, [0, 1], 18)]
+    assert select_video_tokens(equal, 0.2, 1.0, stage1_max_share=0.1, **adaptive).tolist() == [0, 1, *o_stage2(
+        100, [0, 1], 18)]
 
 
 def test_defaults_and_budget():

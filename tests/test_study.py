@@ -87,9 +87,10 @@ def test_stage1_size_rules_and_quota():
             budget = keep_budget(144, keep)
             size = min(budget, math.ceil(factor * math.sqrt(budget)))
             assert set(order[:size]) <= set(study.top_stage1(a.scores, keep, factor).tolist())
-    # The default rule's shape is factor 0.75 (diffuse random scores).
+    # The adaptive rule's shape is factor 0.75 (diffuse random scores).
     for keep in study.STUDY_KEEPS:
-        assert study.top_stage1(a.scores, keep, 0.75).tolist() == select_video_tokens(a.scores, keep).tolist()
+        assert study.top_stage1(a.scores, keep, 0.75).tolist() == \
+            select_video_tokens(a.scores, keep, stage1_rule="adaptive").tolist()
     # Temporal quota: every group keeps budget // groups or one more (the earliest groups take the remainder).
     kept = study.temporal_quota(a, 0.1).tolist()  # budget 14 over 4 groups: 4, 4, 3, 3
     assert [sum(1 for i in kept if i // 36 == g) for g in range(4)] == [4, 4, 3, 3]

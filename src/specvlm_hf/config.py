@@ -31,11 +31,12 @@ class PruneConfig:
             ``keep_ratio > 0.25`` (the paper's code). In (0, 1].
         stage1_max_share: caps Stage I at this share of the budget so that Stage II (spatially uniform) always
             gets the rest. 1.0 means no cap. In (0, 1].
-        stage1_rule: ``"adaptive"`` (default): unless the scores are concentrated (the top 10% of the video
+        stage1_rule: ``"paper"`` (default): SpecVLM's rule, Stage I capped only by the budget (and
+            ``stage1_max_share``). ``"adaptive"``: unless the scores are concentrated (the top 10% of the video
             tokens hold at least half of the mass, the paper's premise), Stage I keeps at most
             ``ceil(0.75 sqrt(k))`` of the k kept tokens and Stage II spreads the rest; with concentrated scores it
-            selects what ``"paper"`` selects. ``"paper"``: SpecVLM's rule, Stage I capped only by the budget
-            (and ``stage1_max_share``). See README "How it works" for the measurements behind the default.
+            selects what ``"paper"`` selects. The default stays ``"paper"`` until the selection study
+            (``specvlm-bench --study selection``) and a full benchmark run have measured the alternative.
         scorer: ``"verifier"`` (the target's attention from the query tokens; Stage I + Stage II),
             ``"similarity"`` (attention-free: the target's hidden states of the video tokens compared with the
             query tokens'; works with every attention kernel, flash-attention included; Stage I + Stage II),
@@ -72,7 +73,7 @@ class PruneConfig:
     keep_ratio: float = 0.1
     stage1_mass: float | None = None
     stage1_max_share: float = 1.0
-    stage1_rule: str = "adaptive"
+    stage1_rule: str = "paper"
     scorer: str = "verifier"
     layers: str | tuple[int, ...] = "all"
     positions: str = "original"

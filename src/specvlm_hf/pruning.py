@@ -7,12 +7,11 @@ model keeps:
 
 * **Stage I (score-guided)** -- the smallest top-scored set whose cumulative score reaches
   ``stage1_mass`` of the video mass, capped at ``stage1_max_share`` of the budget and, with
-  ``stage1_rule="adaptive"`` (the default) unless the scores are concentrated, at ``ceil(0.75 sqrt(k))``
-  tokens;
+  ``stage1_rule="adaptive"`` unless the scores are concentrated, at ``ceil(0.75 sqrt(k))`` tokens;
 * **Stage II (spatially uniform)** -- the rest of the budget, evenly strided over the not-yet-chosen
   indices in frame-then-raster order.
 
-``stage1_rule="paper"`` is SpecVLM's rule (Stage I capped by the budget and ``stage1_max_share`` only).
+``stage1_rule="paper"`` (the default) is SpecVLM's rule (Stage I capped by the budget and ``stage1_max_share`` only).
 Ablation scorers: ``"uniform"`` (Stage II only), ``"random"`` (seeded permutation) and ``"topk"`` (Stage I by
 rank only, no mass target). Every function returns a sorted, duplicate-free ``LongTensor``, so the kept
 tokens stay in temporal order.
@@ -301,7 +300,7 @@ def select_video_tokens(
     generator: torch.Generator | None = None,
     *,
     stage1_max_share: float = 1.0,
-    stage1_rule: str = "adaptive",
+    stage1_rule: str = "paper",
     num_tokens: int | None = None,
     video_sizes: Sequence[int] | None = None,
 ) -> torch.LongTensor:

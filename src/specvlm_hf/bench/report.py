@@ -351,8 +351,8 @@ def scorer_legend(cfg: dict[str, Any]) -> str:
     if "no_paper" not in cfg:
         return ("`verifier` = the paper's Stage I rule, the default before issue 15; `verifier/capS` = it with "
                 "`PruneConfig(stage1_max_share=S)`: Stage I takes at most S of the budget, Stage II the rest")
-    return ("`verifier` = the default `PruneConfig()` (`stage1_rule='adaptive'`); `verifier/paper` = "
-            "`PruneConfig(stage1_rule='paper')`, SpecVLM's rule; `verifier/capS` = the paper's rule with "
+    return ("`verifier` = `PruneConfig(stage1_rule='adaptive')`, the candidate default; `verifier/paper` = "
+            "`PruneConfig(stage1_rule='paper')`, SpecVLM's rule and the current default; `verifier/capS` = the paper's rule with "
             "`stage1_max_share=S`: Stage I takes at most S of the budget, Stage II the rest; `similarity` = the "
             "attention-free scorer")
 

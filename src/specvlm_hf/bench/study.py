@@ -48,7 +48,7 @@ STUDY_KEEPS = (0.05, 0.1, 0.25, 0.5)
 # (row set, frames, videos): 144, 288 and 576 video tokens; the first 200 / 60 / 60 are the benchmark's own videos.
 STUDY_SETS = (("main", 8, 200), ("mid", 16, 120), ("long", 32, 120))
 # The machine is shared and every cell is a real generate call, so the rules that are not `core` run on the first
-# EXTRA_VIDEOS videos of the first set only, and the per-layer attention sources (each with the default rule) at
+# EXTRA_VIDEOS videos of the first set only, and the per-layer attention sources (each with the adaptive rule) at
 # SOURCES_KEEP on its first SOURCES_VIDEOS; per-head sources are measured for how they rank, not run.
 EXTRA_VIDEOS = 50
 SOURCES_KEEP = 0.1
@@ -228,33 +228,35 @@ RULES: tuple[Rule, ...] = (
     Rule("paper/cap0.5", "paper", "the paper's rule with Stage I capped at half the budget "
          "(`stage1_max_share=0.5`)", {"stage1_rule": "paper", "stage1_max_share": 0.5}, core=False),
     Rule("topk", "paper", "the k most attended tokens", {"scorer": "topk"}, core=False),
-    Rule(DEFAULT_RULE, "default", "**the new default** (`PruneConfig()`): Stage I at most ceil(0.75 sqrt(k)) tokens "
-         "unless the attention is concentrated, Stage II the rest"),
+    Rule(DEFAULT_RULE, "default", "the adaptive rule (`PruneConfig(stage1_rule='adaptive')`, the candidate default): "
+         "Stage I at most ceil(0.75 sqrt(k)) tokens unless the attention is concentrated, Stage II the rest",
+         {"stage1_rule": "adaptive"}),
     Rule("stage1/0.5sqrt", "Stage I size", "Stage I = ceil(0.5 sqrt(k)) top tokens",
          select=lambda a, k: top_stage1(a.scores, k, 0.5), core=False),
     Rule("stage1/1sqrt", "Stage I size", "Stage I = ceil(sqrt(k)) top tokens",
          select=lambda a, k: top_stage1(a.scores, k, 1.0), core=False),
     Rule("stage1/2sqrt", "Stage I size", "Stage I = ceil(2 sqrt(k)) top tokens",
          select=lambda a, k: top_stage1(a.scores, k, 2.0), core=False),
-    Rule("last-query", "which attention", "the default rule on the attention of the last query token only",
-         select=lambda a, k: select_video_tokens(a.source(last_query=True), k), core=False),
-    Rule("temporal-quota", "coverage", "every temporal group keeps its share of the budget; the default rule inside "
+    Rule("last-query", "which attention", "the adaptive rule on the attention of the last query token only",
+         select=lambda a, k: select_video_tokens(a.source(last_query=True), k, stage1_rule=DEFAULT_RULE), core=False),
+    Rule("temporal-quota", "coverage", "every temporal group keeps its share of the budget; the adaptive rule inside "
          "each group", select=temporal_quota, core=False),
     Rule("concentration-cap", "coverage", "Stage I capped at a share of the budget growing linearly with the top-10% "
          "share of the mass (0 at 0.1, all at 0.5)", select=lambda a, k: concentration_cap(a.scores, k), core=False),
-    Rule("temporal-debias", "debiasing", "the default rule on scores whose temporal groups all hold the same mass",
-         select=lambda a, k: select_video_tokens(temporal_debias(a), k), core=False),
+    Rule("temporal-debias", "debiasing", "the adaptive rule on scores whose temporal groups all hold the same mass",
+         select=lambda a, k: select_video_tokens(temporal_debias(a), k, stage1_rule=DEFAULT_RULE), core=False),
     Rule("similarity", "attention-free", "`scorer='similarity'`: centred cosine of the video tokens' hidden states to "
-         "the query tokens', all layers, the default rule", {"scorer": "similarity"}),
+         "the query tokens', all layers, the adaptive rule", {"scorer": "similarity", "stage1_rule": DEFAULT_RULE}),
     Rule("similarity/paper", "attention-free", "the similarity scores with the paper's rule",
          {"scorer": "similarity", "stage1_rule": "paper"}, core=False),
 )
 
 
 def source_rules(num_layers: int) -> list[Rule]:
-    """Every decoder layer's attention as the only score source, with the default rule ('which attention')."""
+    """Every decoder layer's attention as the only score source, with the adaptive rule ('which attention')."""
     return [Rule(f"L{layer}", "layer", f"layer {layer}",
-                 select=lambda a, k, layer=layer: select_video_tokens(a.source(layers=[layer]), k)) for layer in range(num_layers)]
+                 select=lambda a, k, layer=layer: select_video_tokens(a.source(layers=[layer]), k, stage1_rule=DEFAULT_RULE))
+            for layer in range(num_layers)]
 
 
 def source_stats(a: VideoAnalysis, **source: Any) -> dict[str, Any]:
